@@ -1,0 +1,1 @@
+"""Where array tasks run: local subprocesses, SLURM (sbatch), or submitit."""

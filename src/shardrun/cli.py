@@ -1,0 +1,253 @@
+"""The `shardrun` command line: ``main(argv) -> int``; exit 0 done, 1 incomplete, 2 bad input."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__, layout
+from .backends.local import LocalBackend
+from .console import RunProgress, err, out, status_tables
+from .errors import SchedulerError, UsageError
+from .merge import merge
+from .planfile import Plan, ensure_plan, require_plan
+from .spec import JobSpec, load_spec
+from .status import has_failures, run_status, status_json
+from .task import EXIT_DONE, EXIT_INCOMPLETE, check_split, configure_task_logging, run_task
+from .taskenv import task_env
+
+EXIT_USAGE = 2
+BACKENDS = ("local",)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="shardrun",
+        description="Run per-item batch work as SLURM job arrays that survive the wall clock: "
+        "plan shards, submit arrays, checkpoint to Parquet, resume, requeue, merge.",
+        epilog="Exit codes: 0 done; 1 finished but incomplete or failed items remain; "
+        "2 usage or validation error (nothing created or submitted).",
+    )
+    parser.add_argument("--version", action="version", version=f"shardrun {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def job_command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("job", type=Path, help="the job spec (TOML)")
+        return p
+
+    p = job_command("plan", "Split each split into shards sized to finish inside the wall "
+                    "clock; write plan.json and print items, shards, items/shard, est. hours.")
+    p.add_argument("--force", action="store_true",
+                   help="re-plan even though the manifests changed (old plan and shards are "
+                   "moved to superseded/, not deleted)")
+
+    p = job_command("submit", "Plan if needed, then submit one array per split.")
+    p.add_argument("--backend", choices=BACKENDS, default="local",
+                   help="where tasks run (default: local)")
+    p.add_argument("--dry-run", action="store_true", help="show what would be submitted")
+    p.add_argument("--wait", action="store_true",
+                   help="wait until the arrays have ended (the local backend always waits)")
+
+    p = job_command("run-task", "The body of one array task (normally started by the backend).")
+    p.add_argument("--split", required=True)
+    p.add_argument("--shard", type=int, default=None,
+                   help="shard index (default: $SLURM_ARRAY_TASK_ID)")
+    p.add_argument("--retry-errors", action="store_true",
+                   help="also redo error items of a finished shard (attempts permitting)")
+
+    p = job_command("status", "Per split and shard: done/total, errors, state, throughput, ETA.")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--summary", action="store_true", help="splits only, no shard table")
+
+    p = job_command("requeue", "Resubmit only unfinished shards (and with --errors, shards "
+                    "whose items ended in error).")
+    p.add_argument("--errors", action="store_true", help="also retry items in error")
+    p.add_argument("--dry-run", action="store_true", help="show the shards, submit nothing")
+    p.add_argument("--backend", choices=BACKENDS, default=None,
+                   help="default: the backend of the last submission")
+
+    p = job_command("merge", "Write merged/<split>.parquet with every planned item once.")
+    p.add_argument("--split", action="append", dest="splits", help="only this split (repeatable)")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="write even when items are missing (the manifest lists them)")
+
+    p = sub.add_parser("demo", help="The whole life cycle on this machine, nothing to configure.",
+                       description="Make a small dataset and job, run it on the local backend "
+                       "with a wall clock short enough that tasks are signalled and resume, "
+                       "merge, and report.")
+    p.add_argument("--dir", type=Path, default=Path("shardrun-demo"),
+                   help="where to put the demo (default: ./shardrun-demo)")
+    return parser
+
+
+def _print_plan(plan: Plan, action: str) -> None:
+    sizing = plan.data["sizing"]
+    out.print(f"plan {action}: {sizing['throughput_per_task']:.3f} items/s per task "
+              f"({sizing['throughput_source']}), at most {sizing['max_items_per_shard']} "
+              f"items per shard")
+    for name, split in plan.data["splits"].items():
+        if split["items"] == 0:
+            out.print(f"  {name}: 0 items -> 0 shards (empty split: nothing to run)")
+            continue
+        out.print(f"  {name}: {split['items']} items -> {len(split['shards'])} shard(s) of "
+                  f"<= {split['items_per_shard']} items, est. "
+                  f"{split['est_hours_per_shard']:.2f} h/shard")
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    spec = load_spec(args.job)
+    outcome = ensure_plan(spec, force=args.force)
+    _print_plan(outcome.plan, outcome.action)
+    if outcome.superseded is not None:
+        out.print(f"  the previous plan and shards were moved to {outcome.superseded}")
+    return EXIT_DONE
+
+
+def _run_local(spec: JobSpec, plan: Plan, selection: dict[str, list[int]],
+               retry_errors: bool = False) -> int:
+    def count_done() -> dict[str, int]:
+        splits, _ = run_status(spec.run_dir, plan)
+        return {s.split: s.done + s.errors for s in splits}
+
+    totals = {name: s.items for name, s in plan.splits.items() if selection.get(name)}
+    with RunProgress(totals, count_done) as progress:
+        report = LocalBackend(spec, on_tick=progress.tick, retry_errors=retry_errors).run(
+            selection)
+    err.print(f"local backend: {len(report.completed)} task(s) complete, "
+              f"{report.count('signal')} signalled, {report.count('requeue')} restarted, "
+              f"{len(report.failed)} failed")
+    splits, shards = run_status(spec.run_dir, plan)
+    for table in status_tables(splits, shards, show_shards=len(shards) <= 40):
+        out.print(table)
+    return EXIT_INCOMPLETE if has_failures(splits) else EXIT_DONE
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    spec = load_spec(args.job)
+    if args.dry_run:
+        plan = require_plan(spec.run_dir) if layout.plan_path(spec.run_dir).exists() else None
+        if plan is None:
+            err.print("dry run: no plan yet; `shardrun plan` would create it")
+            return EXIT_DONE
+    else:
+        outcome = ensure_plan(spec)
+        _print_plan(outcome.plan, outcome.action)
+        plan = outcome.plan
+    selection = {name: list(range(len(s.shards))) for name, s in plan.splits.items()}
+    if args.dry_run:
+        for name, shards in selection.items():
+            out.print(f"would run {name}: {len(shards)} task(s) locally")
+        return EXIT_DONE
+    return _run_local(spec, plan, selection)
+
+
+def cmd_run_task(args: argparse.Namespace) -> int:
+    spec = load_spec(args.job)
+    check_split(spec, args.split)
+    env = task_env()
+    shard = args.shard if args.shard is not None else env.array_task_id
+    if shard is None:
+        raise UsageError("run-task: no --shard and no $SLURM_ARRAY_TASK_ID")
+    configure_task_logging(env.worker)
+    return run_task(spec, args.split, shard, env, retry_errors=args.retry_errors).exit_code
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    spec = load_spec(args.job)
+    plan = require_plan(spec.run_dir)
+    splits, shards = run_status(spec.run_dir, plan)
+    if args.json:
+        out.print_json(json.dumps(status_json(splits, shards)))
+    else:
+        for table in status_tables(splits, shards, show_shards=not args.summary):
+            out.print(table)
+    return EXIT_INCOMPLETE if has_failures(splits) else EXIT_DONE
+
+
+def requeue_selection(spec: JobSpec, plan: Plan, errors: bool) -> dict[str, list[int]]:
+    """Shards to resubmit: unfinished ones, and with ``errors`` finished ones with errors."""
+    splits, shards = run_status(spec.run_dir, plan)
+    selection: dict[str, list[int]] = {}
+    for row in shards:
+        unfinished = not row.state.startswith("done") and row.state != "running"
+        if unfinished or (errors and row.state == "done-with-errors"):
+            selection.setdefault(row.split, []).append(row.shard)
+    return selection
+
+
+def cmd_requeue(args: argparse.Namespace) -> int:
+    spec = load_spec(args.job)
+    plan = require_plan(spec.run_dir)
+    selection = requeue_selection(spec, plan, args.errors)
+    if not selection:
+        out.print("nothing to requeue: every shard is done" +
+                  ("" if args.errors else " (use --errors to retry items in error)"))
+        return EXIT_DONE
+    for name, shards in selection.items():
+        out.print(f"requeue {name}: shards {','.join(map(str, shards))}")
+    if args.dry_run:
+        return EXIT_DONE
+    return _run_local(spec, plan, selection, retry_errors=args.errors)
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    spec = load_spec(args.job)
+    plan = require_plan(spec.run_dir)
+    for name in args.splits or []:
+        plan.split(name)  # unknown split: exit 2 before anything is written
+    code = EXIT_DONE
+    for report in merge(spec.run_dir, plan, args.splits, args.allow_partial):
+        if report.refused:
+            shown = ", ".join(report.missing[:20])
+            err.print(f"merge {report.split}: refused: {report.missing_count} of "
+                      f"{report.planned} planned item(s) missing, e.g. {shown}. "
+                      "Run `shardrun requeue`, or merge with --allow-partial.")
+            code = EXIT_INCOMPLETE
+            continue
+        out.print(f"merge {report.split}: {report.written}/{report.planned} items "
+                  f"({report.ok} ok, {report.error} error, {report.missing_count} missing, "
+                  f"{report.duplicates_dropped} duplicate rows dropped) -> {report.path}")
+        if report.error or report.missing_count:
+            code = EXIT_INCOMPLETE
+    return code
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.dir)
+
+
+COMMANDS = {
+    "plan": cmd_plan, "submit": cmd_submit, "run-task": cmd_run_task, "status": cmd_status,
+    "requeue": cmd_requeue, "merge": cmd_merge, "demo": cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        err.print(f"error: {exc}", markup=False)
+        return EXIT_USAGE
+    except SchedulerError as exc:
+        err.print(f"scheduler error: {exc}", markup=False)
+        return EXIT_INCOMPLETE
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+
+
+def entrypoint() -> None:
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""`shardrun run-task`: one array task from plan to _SUCCESS.json (the effects around runner)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import layout
+from .atomic import atomic_write_json
+from .checkpoint import Checkpointer
+from .errors import UsageError
+from .lease import Holder, Lease, LeaseHeldError
+from .manifest import read_manifest
+from .parts import PartWriter, ShardScan, scan_shard
+from .planfile import check_manifest_unchanged, require_plan
+from .processor import make_processor
+from .progress import log_progress
+from .runner import RunSettings, RunStats, StopSignal, run_items
+from .spec import JobSpec
+from .taskenv import TaskEnv
+
+log = logging.getLogger("shardrun")
+
+EXIT_DONE, EXIT_INCOMPLETE = 0, 1
+BACKSTOP_FRACTION = 0.8  # the backstop fires at end - 0.8 x grace
+DRAIN_FRACTION = 0.4  # in-flight items get 0.4 x grace to finish after a stop
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    exit_code: int
+    state: str  # "complete" | "already-complete" | "stopped" | "held"
+    message: str
+    stats: RunStats | None = None
+
+
+def select_todo(ids: pa.Array, scan: ShardScan, max_attempts: int) -> pa.Array:
+    """Row positions of the shard still to do: not ok, and attempts left (pure)."""
+    not_ok = pc.invert(pc.is_in(ids, value_set=scan.ok_ids))
+    positions = pc.indices_nonzero(not_ok)
+    if not scan.error_attempts:
+        return positions
+    exhausted = {i for i, a in scan.error_attempts.items() if a >= max_attempts}
+    if not exhausted:
+        return positions
+    keep = pc.invert(pc.is_in(pc.take(ids, positions), value_set=pa.array(list(exhausted))))
+    return pc.filter(positions, keep)
+
+
+def _install_stop_handlers(stop: StopSignal, signame: str, env: TaskEnv,
+                           grace_s: float) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in {getattr(signal, f"SIG{signame}"), signal.SIGTERM}:
+        loop.add_signal_handler(sig, stop.request, f"received SIG{sig.name.removeprefix('SIG')}")
+    if env.end_time is not None:
+        # Backstop: SLURM's signal can come ~30 s late or never. Stop a little after it was
+        # due (end - 0.8 x grace) so the drain (0.4 x grace) still ends well before the kill.
+        delay = max(0.0, env.end_time - BACKSTOP_FRACTION * grace_s - time.time())
+        loop.call_later(delay, stop.request, "backstop deadline (job end time - grace)")
+
+
+def run_task(spec: JobSpec, split: str, shard: int, env: TaskEnv, retry_errors: bool = False,
+             requeue: Callable[[TaskEnv], str] | None = None) -> TaskOutcome:
+    plan = require_plan(spec.run_dir)
+    split_plan = plan.split(split)
+    start, stop_at = split_plan.bounds(shard)
+    manifest = read_manifest(split_plan.manifest, split)
+    check_manifest_unchanged(split_plan, manifest)
+
+    shard_path = layout.shard_dir(spec.run_dir, split, shard)
+    shard_path.mkdir(parents=True, exist_ok=True)
+    lease = Lease(shard_path, Holder(env.worker, env.job_key, env.restart_count))
+    try:
+        lease.acquire()
+    except LeaseHeldError as exc:
+        log.error("%s", exc)
+        return TaskOutcome(EXIT_INCOMPLETE, "held", str(exc))
+    try:
+        return _run_leased(spec, split, shard, env, retry_errors, requeue, lease,
+                           manifest.items(start, stop_at), start, stop_at)
+    finally:
+        lease.release()
+
+
+def _run_leased(spec: JobSpec, split: str, shard: int, env: TaskEnv, retry_errors: bool,
+                requeue: Callable[[TaskEnv], str] | None, lease: Lease,
+                items: list[dict[str, Any]], start: int, stop_at: int) -> TaskOutcome:
+    shard_path = lease.path.parent
+    success = layout.success_path(shard_path)
+    if success.exists() and not retry_errors:
+        message = f"{split}/{shard:05d} already complete (_SUCCESS.json); nothing to do"
+        log.info(message)
+        return TaskOutcome(EXIT_DONE, "already-complete", message)
+    scan = scan_shard(shard_path)
+    ids = pa.array([item["id"] for item in items], pa.string())
+    todo = select_todo(ids, scan, spec.processor.max_attempts).to_pylist()
+    if success.exists() and todo:
+        success.unlink()  # the shard is being redone (requeue --errors)
+    log.info("%s/%05d: %d planned, %d already ok, %d to do (restart %d, worker %s)",
+             split, shard, stop_at - start, len(scan.ok_ids), len(todo), env.restart_count,
+             env.worker)
+    writer = PartWriter(shard_path, scan.next_seq, still_owner=lease.still_held)
+    checkpointer = Checkpointer(writer, spec.checkpoint.every_items, spec.checkpoint.every_seconds)
+    settings = RunSettings(
+        split=split, shard=shard, worker=env.worker, concurrency=spec.processor.concurrency,
+        drain_s=spec.slurm.signal_grace_s * DRAIN_FRACTION,
+    )
+    total = len(todo)
+
+    async def main() -> RunStats:
+        stop = StopSignal()
+        _install_stop_handlers(stop, spec.slurm.signal_name, env, spec.slurm.signal_grace_s)
+        processor = make_processor(spec.processor)
+        await processor.start()
+        try:
+            return await run_items(
+                (items[i] for i in todo), scan.error_attempts, processor, checkpointer, stop,
+                settings, heartbeat=lease.heartbeat,
+                progress=lambda stats: log_progress(split, shard, stats, total),
+            )
+        finally:
+            await processor.close()
+
+    stats = asyncio.run(main())
+    log_progress(split, shard, stats, total)
+    if stats.processed < total:
+        message = (f"{split}/{shard:05d} stopped ({stats.stop_reason}) with "
+                   f"{total - stats.processed} item(s) left; {writer.parts_written} part(s) written")
+        log.info(message)
+        if requeue is not None:
+            if env.restart_count < spec.slurm.max_restarts:
+                log.info(requeue(env))
+            else:
+                log.error("not requeueing: restart %d reached max_restarts = %d",
+                          env.restart_count, spec.slurm.max_restarts)
+        return TaskOutcome(EXIT_INCOMPLETE, "stopped", message, stats)
+    return _finish(spec, split, shard, env, shard_path, ids, writer, stats)
+
+
+def _finish(spec: JobSpec, split: str, shard: int, env: TaskEnv, shard_path: Any,
+            ids: pa.Array, writer: PartWriter, stats: RunStats) -> TaskOutcome:
+    final = scan_shard(shard_path)
+    ok = int(pc.sum(pc.is_in(ids, value_set=final.ok_ids)).as_py() or 0)
+    errors = len(ids) - ok
+    atomic_write_json(layout.success_path(shard_path), {
+        "split": split, "shard": shard, "items": len(ids), "ok": ok, "error": errors,
+        "parts": final.parts, "worker": env.worker, "restart_count": env.restart_count,
+        "finished_at": datetime.now(UTC).isoformat(), "stats": stats.summary(),
+    })
+    message = f"{split}/{shard:05d} complete: {ok} ok, {errors} error, {final.parts} part(s)"
+    log.info(message)
+    return TaskOutcome(EXIT_INCOMPLETE if errors else EXIT_DONE, "complete", message, stats)
+
+
+def configure_task_logging(worker: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(
+        f"%(asctime)s {worker} %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
+    root = logging.getLogger("shardrun")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+
+
+def check_split(spec: JobSpec, split: str) -> None:
+    if split not in spec.splits:
+        raise UsageError(f"{spec.path}: no split {split!r}; splits: {', '.join(spec.splits)}")
