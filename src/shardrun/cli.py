@@ -176,7 +176,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def requeue_selection(spec: JobSpec, plan: Plan, errors: bool) -> dict[str, list[int]]:
     """Shards to resubmit: unfinished ones, and with ``errors`` finished ones with errors."""
-    splits, shards = run_status(spec.run_dir, plan)
+    _splits, shards = run_status(spec.run_dir, plan)
     selection: dict[str, list[int]] = {}
     for row in shards:
         unfinished = not row.state.startswith("done") and row.state != "running"

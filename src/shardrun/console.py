@@ -13,8 +13,8 @@ from rich.table import Table
 from .progress import format_eta
 from .status import ShardStatus, SplitStatus
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _rate(value: float | None) -> str:

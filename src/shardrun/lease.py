@@ -1,9 +1,10 @@
 """At most one runner per shard: a lease file that its holder keeps fresh (heartbeat).
 
-Acquiring is a check-then-write under an flock of a lock file beside the lease, so two runners
-starting together cannot both win. A lease is stale, and may be taken over, when its heartbeat is older
-than ``stale_after_s``, when its holder is a dead process on this host, or when it belongs to an
-earlier run of the same SLURM job (SLURM never runs two copies of one job id).
+Acquiring is a check-then-write under an flock of a lock file beside the lease, so two
+runners starting together cannot both win. A lease is stale, and may be taken over, when its
+heartbeat is older than ``stale_after_s``, when its holder is a dead process on this host,
+or when it belongs to an earlier run of the same SLURM job (SLURM never runs two copies of
+one job id).
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def stale_reason(info: dict[str, Any], age_s: float, me: Holder, stale_after_s: float) -> str | None:
+def stale_reason(info: dict[str, Any], age_s: float, me: Holder,
+                 stale_after_s: float) -> str | None:
     """Why an existing lease may be taken over, or None if its holder may be alive (pure)."""
     if age_s > stale_after_s:
         return f"heartbeat {age_s:.0f} s old"

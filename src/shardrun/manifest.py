@@ -33,11 +33,12 @@ class Manifest:
         return self.table.column("id")
 
     def __len__(self) -> int:
-        return self.table.num_rows
+        return int(self.table.num_rows)
 
     def items(self, start: int, stop: int) -> list[dict[str, Any]]:
         """The items of rows [start, stop) as dicts for a processor."""
-        return self.table.slice(start, stop - start).to_pylist()
+        items: list[dict[str, Any]] = self.table.slice(start, stop - start).to_pylist()
+        return items
 
 
 def file_sha256(path: Path) -> str:

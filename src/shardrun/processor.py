@@ -81,5 +81,6 @@ def make_processor(spec: ProcessorSpec) -> Processor:
     if spec.kind == "prebuilt-extraction":
         from .extraction import make_extraction_processor  # issue 4
 
-        return make_extraction_processor(spec)
+        processor: Processor = make_extraction_processor(spec)
+        return processor
     raise UsageError(f"[processor] kind = {spec.kind!r}: unknown")

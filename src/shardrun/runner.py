@@ -151,7 +151,7 @@ async def run_items(
     ]
     stop_wait = asyncio.create_task(stop.event.wait())
     try:
-        running = set(workers)
+        running: set[asyncio.Task[Any]] = set(workers)
         while running and not stop.event.is_set():
             done, running = await asyncio.wait(
                 running | {stop_wait}, return_when=asyncio.FIRST_COMPLETED

@@ -135,7 +135,8 @@ def _run_leased(spec: JobSpec, split: str, shard: int, env: TaskEnv, retry_error
     log_progress(split, shard, stats, total)
     if stats.processed < total:
         message = (f"{split}/{shard:05d} stopped ({stats.stop_reason}) with "
-                   f"{total - stats.processed} item(s) left; {writer.parts_written} part(s) written")
+                   f"{total - stats.processed} item(s) left; "
+                   f"{writer.parts_written} part(s) written")
         log.info(message)
         if requeue is not None:
             if env.restart_count < spec.slurm.max_restarts:
