@@ -50,13 +50,20 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def stale_reason(info: dict[str, Any], age_s: float, me: Holder,
-                 stale_after_s: float) -> str | None:
-    """Why an existing lease may be taken over, or None if its holder may be alive (pure)."""
+def dead_holder(info: dict[str, Any], age_s: float, stale_after_s: float) -> str | None:
+    """Why a lease's holder is known dead, or None if it may be alive."""
     if age_s > stale_after_s:
         return f"heartbeat {age_s:.0f} s old"
     if info.get("host") == socket.gethostname() and not _pid_alive(int(info.get("pid", -1))):
         return f"holder pid {info.get('pid')} is not running"
+    return None
+
+
+def stale_reason(info: dict[str, Any], age_s: float, me: Holder,
+                 stale_after_s: float) -> str | None:
+    """Why an existing lease may be taken over by ``me``, or None if it may not."""
+    if reason := dead_holder(info, age_s, stale_after_s):
+        return reason
     if (me.job_key is not None and info.get("job_key") == me.job_key
             and int(info.get("restart", 0)) < me.restart):
         return f"held by an earlier run (restart {info.get('restart')}) of the same job"
@@ -124,14 +131,17 @@ class Lease:
         self.held = False
 
 
+def read_live_lease(path: Path, stale_after_s: float = STALE_AFTER_S) -> dict[str, Any] | None:
+    """The lease at ``path`` if its holder may be alive, else None."""
+    try:
+        age = time.time() - path.stat().st_mtime
+        info: dict[str, Any] = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return None if dead_holder(info, age, stale_after_s) else info
+
+
 def live_leases(run_dir: Path, stale_after_s: float = STALE_AFTER_S) -> int:
-    """How many shards of the run have a fresh lease (tasks actually running)."""
-    now = time.time()
-    count = 0
-    for path in (run_dir / "shards").glob("*/*/_LEASE.json"):
-        try:
-            if now - path.stat().st_mtime <= stale_after_s:
-                count += 1
-        except FileNotFoundError:
-            continue
-    return count
+    """How many shards of the run have a live lease (tasks actually running)."""
+    return sum(read_live_lease(p, stale_after_s) is not None
+               for p in (run_dir / "shards").glob("*/*/_LEASE.json"))

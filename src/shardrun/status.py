@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from . import layout
-from .lease import STALE_AFTER_S
+from .lease import read_live_lease
 from .parts import scan_shard
 from .planfile import Plan
 
@@ -57,11 +57,10 @@ def shard_status(run_dir: Path, split: str, shard: int, items: int,
                            state, stats.get("items_per_s"), 0.0, success.get("restart_count"))
     scan = scan_shard(path, quarantine_bad=False)
     done, errors = len(scan.ok_ids), len(scan.error_attempts)
-    lease = layout.lease_path(path)
-    lease_info = _read_json(lease) if lease.exists() else None
+    lease_info = read_live_lease(layout.lease_path(path))
     rate = eta = None
     restarts = None
-    if lease_info is not None and time.time() - lease.stat().st_mtime <= STALE_AFTER_S:
+    if lease_info is not None:
         state = "running"
         restarts = lease_info.get("restart")
         elapsed = time.time() - float(lease_info.get("acquired_at", time.time()))
