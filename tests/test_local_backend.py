@@ -46,7 +46,8 @@ def test_signal_checkpoint_restart_resume(make_job, monkeypatch, tmp_path, capsy
     subs = read_submissions(spec.run_dir)
     assert {s["split"] for s in subs} == {"train", "val"}
     assert main(["merge", str(job)]) == 0
-    assert merged_ids(spec.run_dir, "train") == planned_ids(job.parent, "train")
+    ids = merged_ids(spec.run_dir, "train")
+    assert len(ids) == 300 and sorted(ids) == sorted(planned_ids(job.parent, "train"))
 
 
 def test_task_that_ignores_the_signal_is_killed_and_fails_after_max_restarts(

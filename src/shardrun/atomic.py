@@ -47,4 +47,5 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def atomic_write_table(path: Path, table: pa.Table) -> None:
-    atomic_write(path, lambda handle: pq.write_table(table, handle, compression="zstd"))
+    # Parts are small and short-lived: snappy costs a third of zstd per part here.
+    atomic_write(path, lambda handle: pq.write_table(table, handle, compression="snappy"))

@@ -113,18 +113,29 @@ def _resolve_paths(base: Path, paths: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.if_else(pc.starts_with(paths, "/"), paths, joined)
 
 
-def read_manifest(path: Path, split: str) -> Manifest:
-    """Read, normalise and validate a manifest; UsageError names the file and the problem."""
+def read_manifest(path: Path, split: str, planned_sha256: str | None = None) -> Manifest:
+    """Read, normalise and validate a manifest; UsageError names the file and the problem.
+
+    With ``planned_sha256`` (the hash recorded when the run was planned) a changed file is
+    refused, and an unchanged one is not validated again: it was validated when planned.
+    """
     if not path.is_file():
         raise UsageError(f"{path}: manifest of split {split!r} not found")
     try:
         sha = file_sha256(path)
+        if planned_sha256 is not None and sha != planned_sha256:
+            raise UsageError(
+                f"{path}: manifest of split {split!r} changed since planning (sha256 "
+                f"{sha[:12]} != planned {planned_sha256[:12]}); re-plan with "
+                "`shardrun plan --force`"
+            )
         table = _normalise(path, _read_table(path))
     except UsageError:
         raise
     except (OSError, pa.ArrowException, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot read manifest of split {split!r}: {exc}") from None
-    _check_ids(path, table.column("id"))
+    if planned_sha256 is None:
+        _check_ids(path, table.column("id"))
     table = table.set_column(
         table.column_names.index("path"), "path", _resolve_paths(path.parent, table.column("path"))
     )

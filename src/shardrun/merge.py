@@ -19,9 +19,8 @@ import pyarrow.parquet as pq
 
 from . import layout
 from .atomic import atomic_write_json, fsync_dir
-from .manifest import read_manifest
 from .parts import read_parts_checked
-from .planfile import Plan, SplitPlan, check_manifest_unchanged
+from .planfile import Plan, SplitPlan, read_planned_manifest
 from .schema import ROW_SCHEMA, STATUS_OK
 
 MISSING_SHOWN = 100
@@ -46,8 +45,8 @@ class MergeReport:
 def latest_per_item(table: pa.Table) -> pa.Table:
     """One row per item_id: the latest ok row, else the latest row (rows in write order)."""
     n = table.num_rows
-    if n == 0:
-        return table
+    if n == 0 or pc.count_distinct(table.column("item_id")).as_py() == n:
+        return table  # the common case: every item written once
     is_ok = pc.cast(pc.equal(table.column("status"), STATUS_OK), pa.int64())
     order = pa.array(range(n), pa.int64())
     rank = pc.add(pc.multiply(is_ok, n), order)  # ok rows outrank all error rows
@@ -60,16 +59,17 @@ def _shard_rows(shard_path: Path, ids: pa.Array, report: MergeReport) -> pa.Tabl
     table, _, _ = read_parts_checked(shard_path, ROW_SCHEMA.names)
     latest = latest_per_item(table)
     report.duplicates_dropped += table.num_rows - latest.num_rows
-    positions = pc.index_in(ids, value_set=latest.column("item_id"))
-    missing = pc.is_null(positions)
-    if pc.any(missing).as_py():
-        lost = pc.filter(ids, missing)
+    present = pc.is_in(ids, value_set=latest.column("item_id"))
+    if not pc.all(present).as_py():
+        lost = pc.filter(ids, pc.invert(present))
         report.missing_count += len(lost)
         room = MISSING_SHOWN - len(report.missing)
         report.missing.extend(lost.slice(0, max(0, room)).to_pylist())
-    present = pc.drop_null(positions)
-    report.unplanned_rows += latest.num_rows - len(present)
-    return latest.take(present)  # in planned order
+    planned = pc.is_in(latest.column("item_id"), value_set=ids)
+    if not pc.all(planned).as_py():  # rows of items this shard does not own: leave them out
+        report.unplanned_rows += latest.num_rows - int(pc.sum(planned).as_py() or 0)
+        latest = latest.filter(planned)
+    return latest  # in the order the shard wrote them
 
 
 def _sha256(path: Path) -> str:
@@ -81,8 +81,7 @@ def _sha256(path: Path) -> str:
 
 
 def merge_split(run_dir: Path, split: SplitPlan, allow_partial: bool = False) -> MergeReport:
-    manifest = read_manifest(split.manifest, split.name)
-    check_manifest_unchanged(split, manifest)
+    manifest = read_planned_manifest(split)
     report = MergeReport(split=split.name, planned=split.items)
     target = layout.merged_path(run_dir, split.name)
     target.parent.mkdir(parents=True, exist_ok=True)

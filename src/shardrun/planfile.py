@@ -158,13 +158,9 @@ def require_plan(run_dir: Path) -> Plan:
     return plan
 
 
-def check_manifest_unchanged(split: SplitPlan, manifest: Manifest) -> None:
-    if manifest.sha256 != split.manifest_sha256:
-        raise UsageError(
-            f"{manifest.path}: manifest of split {split.name!r} changed since planning "
-            f"(sha256 {manifest.sha256[:12]} != planned {split.manifest_sha256[:12]}); "
-            "re-plan with `shardrun plan --force`"
-        )
+def read_planned_manifest(split: SplitPlan) -> Manifest:
+    """The split's manifest, refused if it changed since planning."""
+    return read_manifest(split.manifest, split.name, planned_sha256=split.manifest_sha256)
 
 
 def write_plan(run_dir: Path, plan: Plan) -> None:

@@ -20,9 +20,8 @@ from .atomic import atomic_write_json
 from .checkpoint import Checkpointer
 from .errors import UsageError
 from .lease import Holder, Lease, LeaseHeldError
-from .manifest import read_manifest
 from .parts import PartWriter, ShardScan, scan_shard
-from .planfile import check_manifest_unchanged, require_plan
+from .planfile import read_planned_manifest, require_plan
 from .processor import make_processor
 from .progress import log_progress
 from .runner import RunSettings, RunStats, StopSignal, run_items
@@ -74,8 +73,7 @@ def run_task(spec: JobSpec, split: str, shard: int, env: TaskEnv, retry_errors: 
     plan = require_plan(spec.run_dir)
     split_plan = plan.split(split)
     start, stop_at = split_plan.bounds(shard)
-    manifest = read_manifest(split_plan.manifest, split)
-    check_manifest_unchanged(split_plan, manifest)
+    manifest = read_planned_manifest(split_plan)
 
     shard_path = layout.shard_dir(spec.run_dir, split, shard)
     shard_path.mkdir(parents=True, exist_ok=True)
