@@ -20,14 +20,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import WORK, median_of, print_table, record  # noqa: E402
+from common import WORK, median_of, print_table, record
 
-from shardrun import layout  # noqa: E402
-from shardrun.atomic import atomic_write_table  # noqa: E402
-from shardrun.checkpoint import Checkpointer  # noqa: E402
-from shardrun.parts import PartWriter, scan_shard  # noqa: E402
-from shardrun.runner import RunSettings, StopSignal, run_items  # noqa: E402
-from shardrun.schema import ROW_SCHEMA  # noqa: E402
+from shardrun import layout
+from shardrun.atomic import atomic_write_table
+from shardrun.checkpoint import Checkpointer
+from shardrun.parts import PartWriter, scan_shard
+from shardrun.runner import RunSettings, StopSignal, run_items
+from shardrun.schema import ROW_SCHEMA
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -160,22 +160,6 @@ def make_merge_run(rows: int, shards: int, part_rows: int) -> Path:
     (run / "plan.json").write_text(json.dumps(plan))
     marker.write_text("ok")
     return run
-
-
-def _child(script: str, run: Path) -> tuple[float, float]:
-    import resource
-
-    out = subprocess.run([sys.executable, "-c", script, str(run)], check=True,
-                         capture_output=True, text=True, env=_child_env())
-    # RUSAGE_CHILDREN is a high-water mark over all children: run each kind in a fresh parent
-    del resource
-    return json.loads(out.stdout)["seconds"], 0.0
-
-
-def _child_env() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
 
 
 def measure(script: str, run: Path) -> tuple[float, float]:

@@ -6,7 +6,6 @@ import os
 import platform
 import re
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -66,14 +65,3 @@ def record(section: str, command: str, header: list[str], rows: list[list[str]],
     text = pattern.sub(body.rstrip("\n") + "\n", text) if pattern.search(text) else (
         text.rstrip("\n") + "\n\n" + body)
     RESULTS.write_text(text)
-
-
-def peak_rss_mib(argv: list[str]) -> tuple[float, float]:
-    """Run a command; return (seconds, its peak RSS in MiB) via /usr/bin/time-free getrusage."""
-    import resource
-
-    start = time.perf_counter()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run(argv, check=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return time.perf_counter() - start, max(after, before) / 1024

@@ -46,7 +46,7 @@ def test_status_before_and_after(make_job, capsys) -> None:
     assert main(["status", str(job), "--json"]) == 1
     status = json.loads(capsys.readouterr().out)
     assert [s["state"] for s in status["shards"]] == ["not-started", "not-started"]
-    assert main(["submit", str(job)]) == 0
+    assert main(["submit", str(job), "--backend", "local"]) == 0
     capsys.readouterr()
     assert main(["status", str(job), "--json"]) == 0
     status = json.loads(capsys.readouterr().out)

@@ -57,7 +57,7 @@ def test_task_that_ignores_the_signal_is_killed_and_fails_after_max_restarts(
         "processor": {"function": "procs:process_sync", "concurrency": 1},
         "slurm": {"time": "0:03", "signal_grace_s": 1, "max_restarts": 1},
     })
-    assert main(["submit", str(job)]) == 1
+    assert main(["submit", str(job), "--backend", "local"]) == 1
     assert "1 failed" in capsys.readouterr().err
     assert main(["status", str(job), "--json"]) == 1
     status = json.loads(capsys.readouterr().out)
@@ -91,7 +91,7 @@ def test_requeue_errors_retries_only_failed_items(make_job, monkeypatch, tmp_pat
     monkeypatch.setenv("TEST_CALL_LOG", str(calls))
     monkeypatch.setenv("TEST_FAIL_IDS", "val-item-00004")
     job = make_job({"val": 10})
-    assert main(["submit", str(job)]) == 1
+    assert main(["submit", str(job), "--backend", "local"]) == 1
     monkeypatch.setenv("TEST_FAIL_IDS", "")
     assert main(["requeue", str(job)]) == 0  # without --errors: the shard is done
     assert main(["requeue", str(job), "--errors"]) == 0

@@ -9,18 +9,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__, layout
-from .backends.local import LocalBackend
-from .console import RunProgress, err, out, status_tables
+from .backends.slurm import SlurmBackend, plan_selection, slurm_task_hooks
+from .console import err, out, status_tables
 from .errors import SchedulerError, UsageError
 from .merge import merge
-from .planfile import Plan, ensure_plan, require_plan
+from .planfile import Plan, ensure_plan, make_plan, read_manifests, require_plan
+from .runops import BACKENDS, choose_backend, dispatch, scheduler_states, shard_rows, unfinished
+from .scheduler import Scheduler
 from .spec import JobSpec, load_spec
 from .status import has_failures, run_status, status_json
 from .task import EXIT_DONE, EXIT_INCOMPLETE, check_split, configure_task_logging, run_task
 from .taskenv import task_env
 
 EXIT_USAGE = 2
-BACKENDS = ("local",)
+DEFAULT_MAX_ARRAY = 1001  # SLURM's default MaxArraySize, for dry runs off a cluster
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,8 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "moved to superseded/, not deleted)")
 
     p = job_command("submit", "Plan if needed, then submit one array per split.")
-    p.add_argument("--backend", choices=BACKENDS, default="local",
-                   help="where tasks run (default: local)")
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="where tasks run; auto (default): the run's last backend, else slurm "
+                   "where sbatch exists, else local subprocesses")
     p.add_argument("--dry-run", action="store_true", help="show what would be submitted")
     p.add_argument("--wait", action="store_true",
                    help="wait until the arrays have ended (the local backend always waits)")
@@ -62,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", required=True)
     p.add_argument("--shard", type=int, default=None,
                    help="shard index (default: $SLURM_ARRAY_TASK_ID)")
+    p.add_argument("--shard-offset", type=int, default=0,
+                   help="added to $SLURM_ARRAY_TASK_ID (arrays split at MaxArraySize)")
     p.add_argument("--retry-errors", action="store_true",
                    help="also redo error items of a finished shard (attempts permitting)")
 
@@ -73,8 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "whose items ended in error).")
     p.add_argument("--errors", action="store_true", help="also retry items in error")
     p.add_argument("--dry-run", action="store_true", help="show the shards, submit nothing")
-    p.add_argument("--backend", choices=BACKENDS, default=None,
-                   help="default: the backend of the last submission")
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="default: the backend of the run's last submission")
 
     p = job_command("merge", "Write merged/<split>.parquet with every planned item once.")
     p.add_argument("--split", action="append", dest="splits", help="only this split (repeatable)")
@@ -113,20 +118,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return EXIT_DONE
 
 
-def _run_local(spec: JobSpec, plan: Plan, selection: dict[str, list[int]],
-               retry_errors: bool = False) -> int:
-    def count_done() -> dict[str, int]:
-        splits, _ = run_status(spec.run_dir, plan)
-        return {s.split: s.done + s.errors for s in splits}
-
-    totals = {name: s.items for name, s in plan.splits.items() if selection.get(name)}
-    with RunProgress(totals, count_done) as progress:
-        report = LocalBackend(spec, on_tick=progress.tick, retry_errors=retry_errors).run(
-            selection)
-    err.print(f"local backend: {len(report.completed)} task(s) complete, "
-              f"{report.count('signal')} signalled, {report.count('requeue')} restarted, "
-              f"{len(report.failed)} failed")
-    splits, shards = run_status(spec.run_dir, plan)
+def _show_status(spec: JobSpec, plan: Plan, scheduler: Scheduler | None = None) -> int:
+    splits, shards = run_status(spec.run_dir, plan, scheduler_states(spec, scheduler))
     for table in status_tables(splits, shards, show_shards=len(shards) <= 40):
         out.print(table)
     return EXIT_INCOMPLETE if has_failures(splits) else EXIT_DONE
@@ -134,38 +127,62 @@ def _run_local(spec: JobSpec, plan: Plan, selection: dict[str, list[int]],
 
 def cmd_submit(args: argparse.Namespace) -> int:
     spec = load_spec(args.job)
+    backend = choose_backend(args.backend, spec)
     if args.dry_run:
-        plan = require_plan(spec.run_dir) if layout.plan_path(spec.run_dir).exists() else None
-        if plan is None:
-            err.print("dry run: no plan yet; `shardrun plan` would create it")
-            return EXIT_DONE
-    else:
-        outcome = ensure_plan(spec)
-        _print_plan(outcome.plan, outcome.action)
-        plan = outcome.plan
-    selection = {name: list(range(len(s.shards))) for name, s in plan.splits.items()}
-    if args.dry_run:
-        for name, shards in selection.items():
-            out.print(f"would run {name}: {len(shards)} task(s) locally")
+        if not layout.plan_path(spec.run_dir).exists():
+            plan = make_plan(spec, read_manifests(spec), [])  # shown, not written
+            err.print("dry run: no plan yet; showing the plan `shardrun plan` would write")
+        else:
+            plan = require_plan(spec.run_dir)
+        _print_plan(plan, "(dry run)")
+        return _dry_run(spec, plan, plan_selection(plan), backend)
+    outcome = ensure_plan(spec)
+    _print_plan(outcome.plan, outcome.action)
+    selection = unfinished(shard_rows(spec, outcome.plan), errors=False)
+    if not selection:
+        out.print("every shard is already done or queued; nothing submitted")
+        return _show_status(spec, outcome.plan)
+    dispatch(spec, outcome.plan, selection, backend, wait=args.wait)
+    if backend == "local" or args.wait:
+        return _show_status(spec, outcome.plan)
+    return EXIT_DONE
+
+
+def _dry_run(spec: JobSpec, plan: Plan, selection: dict[str, list[int]], backend: str,
+             retry_errors: bool = False) -> int:
+    if backend == "slurm":
+        size = Scheduler().max_array_size() if Scheduler.available() else DEFAULT_MAX_ARRAY
+        for split, chunk, script in SlurmBackend(spec).scripts(selection, size, retry_errors):
+            out.print(f"# --- {split}: shards {chunk.shards[0]}..{chunk.shards[-1]} "
+                      f"(MaxArraySize {size}) ---", markup=False)
+            out.print(script, markup=False)
         return EXIT_DONE
-    return _run_local(spec, plan, selection)
+    for name, shards in selection.items():
+        out.print(f"would run {name}: shards {','.join(map(str, shards))} ({backend})")
+    return EXIT_DONE
 
 
 def cmd_run_task(args: argparse.Namespace) -> int:
     spec = load_spec(args.job)
     check_split(spec, args.split)
     env = task_env()
-    shard = args.shard if args.shard is not None else env.array_task_id
-    if shard is None:
+    if args.shard is not None:
+        shard = args.shard
+    elif env.array_task_id is not None:
+        shard = args.shard_offset + env.array_task_id
+    else:
         raise UsageError("run-task: no --shard and no $SLURM_ARRAY_TASK_ID")
     configure_task_logging(env.worker)
-    return run_task(spec, args.split, shard, env, retry_errors=args.retry_errors).exit_code
+    requeue = None
+    if env.backend in ("slurm", "submitit") and env.job_id is not None:
+        env, requeue = slurm_task_hooks(env, Scheduler())
+    return run_task(spec, args.split, shard, env, args.retry_errors, requeue).exit_code
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     spec = load_spec(args.job)
     plan = require_plan(spec.run_dir)
-    splits, shards = run_status(spec.run_dir, plan)
+    splits, shards = run_status(spec.run_dir, plan, scheduler_states(spec))
     if args.json:
         out.print_json(json.dumps(status_json(splits, shards)))
     else:
@@ -174,30 +191,21 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_INCOMPLETE if has_failures(splits) else EXIT_DONE
 
 
-def requeue_selection(spec: JobSpec, plan: Plan, errors: bool) -> dict[str, list[int]]:
-    """Shards to resubmit: unfinished ones, and with ``errors`` finished ones with errors."""
-    _splits, shards = run_status(spec.run_dir, plan)
-    selection: dict[str, list[int]] = {}
-    for row in shards:
-        unfinished = not row.state.startswith("done") and row.state != "running"
-        if unfinished or (errors and row.state == "done-with-errors"):
-            selection.setdefault(row.split, []).append(row.shard)
-    return selection
-
-
 def cmd_requeue(args: argparse.Namespace) -> int:
     spec = load_spec(args.job)
     plan = require_plan(spec.run_dir)
-    selection = requeue_selection(spec, plan, args.errors)
+    backend = choose_backend(args.backend, spec)
+    selection = unfinished(shard_rows(spec, plan), args.errors)
     if not selection:
-        out.print("nothing to requeue: every shard is done" +
+        out.print("nothing to requeue: every shard is done or queued" +
                   ("" if args.errors else " (use --errors to retry items in error)"))
         return EXIT_DONE
     for name, shards in selection.items():
         out.print(f"requeue {name}: shards {','.join(map(str, shards))}")
     if args.dry_run:
-        return EXIT_DONE
-    return _run_local(spec, plan, selection, retry_errors=args.errors)
+        return _dry_run(spec, plan, selection, backend, args.errors)
+    dispatch(spec, plan, selection, backend, retry_errors=args.errors)
+    return _show_status(spec, plan) if backend == "local" else EXIT_DONE
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
