@@ -59,7 +59,10 @@ def select_todo(ids: pa.Array, scan: ShardScan, max_attempts: int) -> pa.Array:
 def _install_stop_handlers(stop: StopSignal, signame: str, env: TaskEnv,
                            grace_s: float) -> None:
     loop = asyncio.get_running_loop()
-    for sig in {getattr(signal, f"SIG{signame}"), signal.SIGTERM}:
+    signals = {getattr(signal, f"SIG{signame}"), signal.SIGTERM}
+    if env.backend == "submitit":
+        signals.add(signal.SIGUSR2)  # submitit's own timeout/preemption signal
+    for sig in signals:
         loop.add_signal_handler(sig, stop.request, f"received SIG{sig.name.removeprefix('SIG')}")
     if env.end_time is not None:
         # Backstop: SLURM's signal can come ~30 s late or never. Stop a little after it was

@@ -59,8 +59,11 @@ class JobIndex:
                 continue
             job_id, offset = str(record["job_id"]), int(record.get("offset", 0))
             index.job_ids.append(job_id)
-            for task in record["indices"]:
-                index.by_task[(job_id, int(task))] = (record["split"], offset + int(task))
+            tasks = [int(t) for t in record["indices"]]
+            # submitit arrays list their shards; sbatch arrays are offset + task id
+            shards = record.get("shards") or [offset + t for t in tasks]
+            for task, shard in zip(tasks, shards, strict=True):
+                index.by_task[(job_id, task)] = (record["split"], int(shard))
         return index
 
     def states(self, queue: list[QueueEntry],
