@@ -20,8 +20,17 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
+# The SLURM tests run on a real single-node cluster that scripts/slurm-local-cluster.sh
+# installs and starts (root needed). In CI (CI=true) a cluster that cannot start fails the run.
 test: $(STAMP) lint
-	$(BIN)/pytest -q -ra
+	@if [ "$$(id -u)" = 0 ]; then \
+	  scripts/slurm-local-cluster.sh start || { [ "$$CI" != true ] || exit 1; \
+	    echo "make test: the SLURM cluster did not start; its tests will skip" >&2; }; \
+	elif [ "$$CI" = true ]; then \
+	  echo "make test: CI must run the SLURM tests, which need root" >&2; exit 1; \
+	else echo "make test: not root, so no local SLURM cluster; its tests will skip" >&2; fi
+	@rc=0; $(BIN)/pytest -q -ra || rc=$$?; \
+	if [ "$$(id -u)" = 0 ]; then scripts/slurm-local-cluster.sh stop; fi; exit $$rc
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

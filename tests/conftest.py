@@ -63,3 +63,32 @@ def make_job(tmp_path: Path) -> Callable[..., Path]:
         return write_job(tmp_path, splits, sections, **kwargs)
 
     return factory
+
+
+def slurm_unavailable_reason() -> str | None:
+    import shutil
+    import subprocess
+
+    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
+        return "SLURM is not installed (run scripts/slurm-local-cluster.sh start as root)"
+    try:
+        done = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True,
+                              timeout=15, check=False)
+    except subprocess.TimeoutExpired:
+        return "the SLURM controller does not answer (sinfo timed out)"
+    if done.returncode != 0:
+        return f"the SLURM controller does not answer: {done.stderr.strip()}"
+    if not any(s.startswith(("idle", "mix", "alloc")) for s in done.stdout.split()):
+        return f"no usable SLURM node (sinfo states: {done.stdout.split()})"
+    return None
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> None:
+    """The real local cluster; in CI (CI=true) its absence fails the run instead of skipping."""
+    reason = slurm_unavailable_reason()
+    if reason is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI must run the SLURM tests, but {reason}")
+    pytest.skip(f"SLURM cluster not available: {reason}")

@@ -73,7 +73,7 @@ def test_requeue_runs_only_unfinished_shards(make_job, monkeypatch, tmp_path, ca
     assert main(["plan", str(job)]) == 0
     assert main(["run-task", str(job), "--split", "train", "--shard", "1"]) == 0
     before = set(call_log(calls))
-    assert main(["requeue", str(job)]) == 0
+    assert main(["requeue", str(job), "--backend", "local"]) == 0
     out = capsys.readouterr().out
     assert "requeue train: shards 0,2" in out
     spec = load_spec(job)

@@ -40,6 +40,7 @@ class RunStats:
     finished: float | None = None
     latencies: list[float] = field(default_factory=list)
     stop_reason: str | None = None
+    stop_wants_requeue: bool = False
 
     def summary(self) -> dict[str, Any]:
         elapsed = (self.finished or time.monotonic()) - self.started
@@ -66,10 +67,12 @@ class StopSignal:
     def __init__(self) -> None:
         self.event = asyncio.Event()
         self.reason: str | None = None
+        self.wants_requeue = False
 
-    def request(self, reason: str) -> None:
+    def request(self, reason: str, requeue: bool = True) -> None:
         if not self.event.is_set():
             self.reason = reason
+            self.wants_requeue = requeue
             self.event.set()
 
 
@@ -161,6 +164,7 @@ async def run_items(
                 task.result()  # a worker fails only when writing a part fails: stop the task
         if stop.event.is_set():
             stats.stop_reason = stop.reason
+            stats.stop_wants_requeue = stop.wants_requeue
         if running:
             log.info("%s: no new items; draining %d in flight for up to %.0f s",
                      stop.reason, len(running), settings.drain_s)

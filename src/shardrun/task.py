@@ -59,11 +59,14 @@ def select_todo(ids: pa.Array, scan: ShardScan, max_attempts: int) -> pa.Array:
 def _install_stop_handlers(stop: StopSignal, signame: str, env: TaskEnv,
                            grace_s: float) -> None:
     loop = asyncio.get_running_loop()
-    signals = {getattr(signal, f"SIG{signame}"), signal.SIGTERM}
+    # The configured signal means "the wall clock is near": stop and requeue. A plain SIGTERM
+    # is scancel (the user wants it stopped) or preemption (SLURM requeues by itself): stop
+    # and flush, but do not requeue, or a cancelled job would come back.
+    wall_clock = {getattr(signal, f"SIG{signame}")}
     if env.backend == "submitit":
-        signals.add(signal.SIGUSR2)  # submitit's own timeout/preemption signal
-    for sig in signals:
-        loop.add_signal_handler(sig, stop.request, f"received SIG{sig.name.removeprefix('SIG')}")
+        wall_clock.add(signal.SIGUSR2)  # submitit's own timeout signal
+    for sig in wall_clock | {signal.SIGTERM}:
+        loop.add_signal_handler(sig, stop.request, f"received {sig.name}", sig in wall_clock)
     if env.end_time is not None:
         # Backstop: SLURM's signal can come ~30 s late or never. Stop a little after it was
         # due (end - 0.8 x grace) so the drain (0.4 x grace) still ends well before the kill.
@@ -139,7 +142,9 @@ def _run_leased(spec: JobSpec, split: str, shard: int, env: TaskEnv, retry_error
                    f"{total - stats.processed} item(s) left; "
                    f"{writer.parts_written} part(s) written")
         log.info(message)
-        if requeue is not None:
+        if requeue is not None and not stats.stop_wants_requeue:
+            log.info("not requeueing: stopped by %s", stats.stop_reason)
+        elif requeue is not None:
             if env.restart_count < spec.slurm.max_restarts:
                 log.info(requeue(env))
             else:
