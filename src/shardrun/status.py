@@ -11,7 +11,7 @@ from typing import Any
 
 from . import layout
 from .lease import read_live_lease
-from .parts import scan_shard
+from .parts import distinct, scan_shard
 from .planfile import Plan
 
 
@@ -56,7 +56,7 @@ def shard_status(run_dir: Path, split: str, shard: int, items: int,
         return ShardStatus(split, shard, items, int(success["ok"]), int(success["error"]),
                            state, stats.get("items_per_s"), 0.0, success.get("restart_count"))
     scan = scan_shard(path, quarantine_bad=False)
-    done, errors = len(scan.ok_ids), len(scan.error_attempts)
+    done, errors = distinct(scan.ok_ids), len(scan.error_attempts)
     lease_info = read_live_lease(layout.lease_path(path))
     rate = eta = None
     restarts = None

@@ -110,8 +110,9 @@ def _run_leased(spec: JobSpec, split: str, shard: int, env: TaskEnv, retry_error
     todo = select_todo(ids, scan, spec.processor.max_attempts).to_pylist()
     if success.exists() and todo:
         success.unlink()  # the shard is being redone (requeue --errors)
-    log.info("%s/%05d: %d planned, %d already ok, %d to do (restart %d, worker %s)",
-             split, shard, stop_at - start, len(scan.ok_ids), len(todo), env.restart_count,
+    log.info("%s/%05d: %d planned, %d done or out of attempts, %d to do (restart %d, worker %s)",
+             split, shard, stop_at - start, stop_at - start - len(todo), len(todo),
+             env.restart_count,
              env.worker)
     writer = PartWriter(shard_path, scan.next_seq, still_owner=lease.still_held)
     checkpointer = Checkpointer(writer, spec.checkpoint.every_items, spec.checkpoint.every_seconds)
