@@ -151,7 +151,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def _dry_run(spec: JobSpec, plan: Plan, selection: dict[str, list[int]], backend: str,
              retry_errors: bool = False) -> int:
     if backend == "slurm":
-        size = Scheduler().max_array_size() if Scheduler.available() else DEFAULT_MAX_ARRAY
+        size = DEFAULT_MAX_ARRAY
+        try:
+            size = Scheduler().max_array_size() if Scheduler.available() else size
+        except SchedulerError as exc:
+            err.print(f"dry run: assuming MaxArraySize {size}: {exc}", markup=False)
         for split, chunk, script in SlurmBackend(spec).scripts(selection, size, retry_errors):
             out.print(f"# --- {split}: shards {chunk.shards[0]}..{chunk.shards[-1]} "
                       f"(MaxArraySize {size}) ---", markup=False)
