@@ -89,3 +89,10 @@ def test_bad_split_name(tmp_path: Path) -> None:
                    '[processor]\nkind = "python"\nfunction = "m:f"\n')
     with pytest.raises(UsageError, match="split names"):
         load_spec(job)
+
+
+def test_example_jobs_are_valid() -> None:
+    jobs = sorted((Path(__file__).parents[1] / "jobs").glob("*.toml"))
+    assert jobs
+    for job in jobs:
+        load_spec(job)
