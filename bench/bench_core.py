@@ -41,6 +41,14 @@ class NoopProcessor:
     async def close(self) -> None: ...
 
 
+class SleepProcessor(NoopProcessor):
+    """A fast service: 2 ms per item."""
+
+    async def process(self, item: dict[str, Any]) -> dict[str, Any]:
+        await asyncio.sleep(0.002)
+        return {}
+
+
 class DiscardWriter:
     parts_written = 0
 
@@ -48,14 +56,15 @@ class DiscardWriter:
         self.parts_written += 1
 
 
-def run_noop(n: int, writer: Any, every: int) -> float:
+def run_noop(n: int, writer: Any, every: int, processor: Any = None,
+             concurrency: int = 4) -> float:
     items = [{"id": f"i{i:07d}", "path": None} for i in range(n)]
-    settings = RunSettings(split="s", shard=0, worker="bench", concurrency=4, drain_s=1,
-                           progress_every_s=3600)
+    settings = RunSettings(split="s", shard=0, worker="bench", concurrency=concurrency,
+                           drain_s=1, progress_every_s=3600)
 
     async def go() -> None:
-        await run_items(items, {}, NoopProcessor(), Checkpointer(writer, every, 3600),
-                        StopSignal(), settings)
+        await run_items(items, {}, processor or NoopProcessor(),
+                        Checkpointer(writer, every, 3600, concurrency), StopSignal(), settings)
 
     start = time.perf_counter()
     asyncio.run(go())
@@ -63,18 +72,23 @@ def run_noop(n: int, writer: Any, every: int) -> float:
 
 
 def bench_checkpoint(n: int, runs: int) -> list[list[str]]:
-    without = median_of(runs, lambda: run_noop(n, DiscardWriter(), 100))
+    rows = []
+    cases = [(f"{n:,} no-op items, 4 in flight", n, None, 4),
+             (f"{n // 5:,} items of 2 ms, 64 in flight", n // 5, SleepProcessor(), 64)]
+    for label, count, processor, concurrency in cases:
+        without = median_of(runs, lambda c=count, p=processor, k=concurrency:
+                            run_noop(c, DiscardWriter(), 100, p, k))
 
-    def with_parts() -> float:
-        folder = WORK / "ckpt"
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        return run_noop(n, PartWriter(folder, 0), 100)
+        def with_parts(c: int = count, p: Any = processor, k: int = concurrency) -> float:
+            folder = WORK / "ckpt"
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            return run_noop(c, PartWriter(folder, 0), 100, p, k)
 
-    with_cp = median_of(runs, with_parts)
-    cost = 1 - with_cp / without
-    return [[f"{n:,} no-op items, parts of 100", f"{without:,.0f}", f"{with_cp:,.0f}",
-             f"{cost:.1%}", "< 10%"]]
+        with_cp = median_of(runs, with_parts)
+        rows.append([f"{label}, parts of 100", f"{without:,.0f}", f"{with_cp:,.0f}",
+                     f"{1 - with_cp / without:.1%}", "< 10%"])
+    return rows
 
 
 def _rows(ids: list[str], shard: int) -> pa.Table:
@@ -204,9 +218,13 @@ def main() -> None:
     print_table("checkpoint overhead", header, rows)
     if not args.quick:
         record("Checkpoint overhead", command, header, rows,
-               "Medians of 3 runs. No-op processor, 4 in flight; 'without' buffers and drops "
-               "the rows, 'with' writes each 100 as an atomic part (temp, fsync, rename, "
-               "fsync of the folder).")
+               "Medians of 3 runs. 'without' buffers and drops the rows, 'with' writes each "
+               "100 as an atomic part (snappy Parquet, temp, fsync, rename, fsync of the "
+               "folder) in a thread while items go on, never letting more than every_items "
+               "+ concurrency items go unsaved. A part costs ~1.2 ms here (half of it the "
+               "two fsyncs), ~12 us an item: the target is missed for a no-op processor "
+               "(~5 us an item of pure asyncio overhead) and met once items take "
+               "milliseconds, as every real service does.")
 
     header = ["case", "median time", "target"]
     rows = bench_resume(1_000_000 // scale, 10_000 // scale, runs)
@@ -222,8 +240,8 @@ def main() -> None:
     if not args.quick:
         record("Merge", command, header, rows,
                "Medians of 3 runs, each in a fresh interpreter; ratio = pyarrow time / "
-               "shardrun time. shardrun dedupes (latest ok wins), orders by the plan and "
-               "checks every planned id; the baseline only copies.")
+               "shardrun time. shardrun dedupes (latest ok wins) and checks every planned id "
+               "shard by shard; the baseline only copies, holding everything in memory.")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -71,16 +72,51 @@ def test_checkpointer_flushes_on_count_or_age() -> None:
         def write(self, rows):
             written.append(len(rows))
 
-    cp = Checkpointer(Writer(), every_items=3, every_seconds=10, clock=lambda: now[0])  # type: ignore[arg-type]
-    for _ in range(7):
-        cp.add({})
-    assert written == [3, 3] and len(cp.rows) == 1
-    now[0] = 9.9
-    assert not cp.due()
-    now[0] = 10.0
-    assert cp.due()
-    cp.flush()
-    assert written == [3, 3, 1] and not cp.due()
+    async def scenario() -> None:
+        cp = Checkpointer(Writer(), every_items=3, every_seconds=10, concurrency=2,
+                          clock=lambda: now[0])
+        for _ in range(7):
+            await cp.start_item()
+            cp.add({})
+            await asyncio.sleep(0.01)  # let the write thread run
+        assert written == [3, 3] and len(cp.rows) == 1
+        now[0] = 9.9
+        assert not cp.due()
+        now[0] = 10.0
+        assert cp.due()
+        cp.flush_if_due()
+        await cp.flush()
+        assert written == [3, 3, 1] and not cp.due()
+
+    asyncio.run(scenario())
+
+
+def test_checkpointer_never_lets_unsaved_work_pass_the_bound() -> None:
+    """every_items + concurrency is the most a kill can lose: no item starts beyond it,
+    even while a slow part write is in progress."""
+    import time as _time
+
+    class SlowWriter:
+        def write(self, rows):
+            _time.sleep(0.05)
+
+    async def scenario() -> int:
+        cp = Checkpointer(SlowWriter(), every_items=10, every_seconds=60, concurrency=4)
+        worst = 0
+
+        async def worker() -> None:
+            nonlocal worst
+            for _ in range(30):
+                await cp.start_item()
+                worst = max(worst, cp.unsaved)
+                await asyncio.sleep(0.001)
+                cp.add({})
+
+        await asyncio.gather(*(worker() for _ in range(4)))
+        await cp.flush()
+        return worst
+
+    assert asyncio.run(scenario()) <= 10 + 4
 
 
 def test_memory_holds_at_most_one_interval(make_job, monkeypatch) -> None:
@@ -90,11 +126,12 @@ def test_memory_holds_at_most_one_interval(make_job, monkeypatch) -> None:
 
     def spy(self, row):
         original(self, row)
-        largest[0] = max(largest[0], len(self.rows))
+        largest[0] = max(largest[0], len(self.rows) + self.writing)
 
     monkeypatch.setattr(Checkpointer, "add", spy)
     run_task(spec, "val", 0, MANUAL)
-    assert 0 < largest[0] < 40  # a full interval is flushed as soon as it is full
+    # rows held = one interval, plus at most the items that were in flight (4)
+    assert 0 < largest[0] <= 40 + 4
 
 
 def test_item_failures_become_error_rows_and_shard_finishes(make_job, monkeypatch) -> None:

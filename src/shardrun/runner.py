@@ -129,11 +129,19 @@ async def run_items(
 
     async def worker() -> None:
         while not stop.event.is_set():
-            item = next(source, None)
+            if not checkpointer.try_start_item():
+                await checkpointer.start_item()
+            item = None if stop.event.is_set() else next(source, None)
             if item is None:
+                checkpointer.item_dropped()
                 return
             began = time.monotonic()
-            row = await process_one(processor, item, prior_attempts.get(item["id"], 0), settings)
+            try:
+                row = await process_one(processor, item, prior_attempts.get(item["id"], 0),
+                                        settings)
+            except asyncio.CancelledError:
+                checkpointer.item_dropped()  # dropped unrecorded at the end of a drain
+                raise
             stats.latencies.append(time.monotonic() - began)
             stats.processed += 1
             if row["status"] == STATUS_OK:
@@ -142,13 +150,10 @@ async def run_items(
                 stats.error += 1
             checkpointer.add(row)
 
-    def flush_if_due() -> None:
-        if checkpointer.due():
-            checkpointer.flush()
-
     workers = [asyncio.create_task(worker()) for _ in range(settings.concurrency)]
     helpers = [
-        asyncio.create_task(_every(min(1.0, checkpointer.every_seconds / 4), flush_if_due)),
+        asyncio.create_task(_every(min(1.0, checkpointer.every_seconds / 4),
+                                   checkpointer.flush_if_due)),
         asyncio.create_task(_every(5.0, heartbeat)),
         asyncio.create_task(_every(settings.progress_every_s, lambda: progress(stats))),
     ]
@@ -174,7 +179,7 @@ async def run_items(
     finally:
         await _cancel([*workers, *helpers, stop_wait])
         stats.finished = time.monotonic()
-    checkpointer.flush()
+    await checkpointer.flush()
     return stats
 
 

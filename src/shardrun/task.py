@@ -115,7 +115,8 @@ def _run_leased(spec: JobSpec, split: str, shard: int, env: TaskEnv, retry_error
              env.restart_count,
              env.worker)
     writer = PartWriter(shard_path, scan.next_seq, still_owner=lease.still_held)
-    checkpointer = Checkpointer(writer, spec.checkpoint.every_items, spec.checkpoint.every_seconds)
+    checkpointer = Checkpointer(writer, spec.checkpoint.every_items,
+                                spec.checkpoint.every_seconds, spec.processor.concurrency)
     settings = RunSettings(
         split=split, shard=shard, worker=env.worker, concurrency=spec.processor.concurrency,
         drain_s=spec.slurm.signal_grace_s * DRAIN_FRACTION,
