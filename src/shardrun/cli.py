@@ -86,6 +86,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-partial", action="store_true",
                    help="write even when items are missing (the manifest lists them)")
 
+    p = sub.add_parser("serve-api", help="A local emulator of the extraction API (loopback).",
+                       description="Serve the analyze-then-poll protocol on 127.0.0.1 with a "
+                       "rate limit (429 + Retry-After past it), latency, poll delay and fault "
+                       "injection; counters at /stats, recent requests at /log.")
+    p.add_argument("--port", type=int, default=8089)
+    p.add_argument("--rate", type=float, default=15.0, help="POSTs per second before 429")
+    p.add_argument("--poll-rate", type=float, default=50.0, help="GETs per second before 429")
+    p.add_argument("--latency", type=float, default=0.2, help="median seconds to accept")
+    p.add_argument("--latency-sigma", type=float, default=0.3, help="lognormal spread")
+    p.add_argument("--poll-delay", type=float, default=0.5, help="seconds an operation runs")
+    p.add_argument("--fail-rate", type=float, default=0.0, help="fraction of POSTs -> 5xx")
+    p.add_argument("--reset-rate", type=float, default=0.0, help="fraction reset")
+    p.add_argument("--stall-rate", type=float, default=0.0, help="fraction that stall")
+    p.add_argument("--stall-s", type=float, default=30.0)
+    p.add_argument("--malformed-rate", type=float, default=0.0,
+                   help="fraction of polls answered with broken JSON")
+    p.add_argument("--failed-op-rate", type=float, default=0.0,
+                   help="fraction of operations that end 'failed'")
+    p.add_argument("--key-env", default=None,
+                   help="require the key held in this environment variable")
+    p.add_argument("--seed", type=int, default=None)
+
     p = sub.add_parser("demo", help="The whole life cycle on this machine, nothing to configure.",
                        description="Make a small dataset and job, run it on the local backend "
                        "with a wall clock short enough that tasks are signalled and resume, "
@@ -234,6 +256,45 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_serve_api(args: argparse.Namespace) -> int:
+    import os
+
+    from .emulator import EmulatorConfig, EmulatorServer
+
+    rates = {"--fail-rate": args.fail_rate, "--reset-rate": args.reset_rate,
+             "--stall-rate": args.stall_rate, "--malformed-rate": args.malformed_rate,
+             "--failed-op-rate": args.failed_op_rate}
+    for flag, value in rates.items():
+        if not 0 <= value <= 1:
+            raise UsageError(f"serve-api {flag} = {value}: must be in [0, 1]")
+    for flag, value in {"--rate": args.rate, "--poll-rate": args.poll_rate,
+                        "--latency": args.latency}.items():
+        if value <= 0:
+            raise UsageError(f"serve-api {flag} = {value}: must be > 0")
+    key = None
+    if args.key_env is not None:
+        key = os.environ.get(args.key_env)
+        if not key:
+            raise UsageError(f"serve-api --key-env {args.key_env}: variable not set")
+    config = EmulatorConfig(
+        rate_per_s=args.rate, poll_rate_per_s=args.poll_rate, latency_s=args.latency,
+        latency_sigma=args.latency_sigma, poll_delay_s=args.poll_delay,
+        fail_rate=args.fail_rate, reset_rate=args.reset_rate, stall_rate=args.stall_rate,
+        stall_s=args.stall_s, malformed_rate=args.malformed_rate,
+        failed_op_rate=args.failed_op_rate, api_key=key, seed=args.seed)
+    try:
+        server = EmulatorServer(config, args.port)
+    except OSError as exc:
+        raise UsageError(f"serve-api --port {args.port}: {exc.strerror}") from None
+    err.print(f"extraction API emulator on {server.url} ({args.rate}/s POST, "
+              f"{args.poll_rate}/s GET); stats at {server.url}/stats; Ctrl-C stops")
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return EXIT_DONE
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -242,7 +303,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "plan": cmd_plan, "submit": cmd_submit, "run-task": cmd_run_task, "status": cmd_status,
-    "requeue": cmd_requeue, "merge": cmd_merge, "demo": cmd_demo,
+    "requeue": cmd_requeue, "merge": cmd_merge, "serve-api": cmd_serve_api, "demo": cmd_demo,
 }
 
 

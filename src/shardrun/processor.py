@@ -7,6 +7,7 @@ import importlib
 import inspect
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import UsageError
@@ -74,13 +75,14 @@ class PythonProcessor:
             self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-def make_processor(spec: ProcessorSpec) -> Processor:
+def make_processor(spec: ProcessorSpec, run_dir: Path | None = None) -> Processor:
+    """The processor of a spec; ``run_dir`` lets a rate-limited one count running tasks."""
     if spec.kind == "python":
         assert spec.function is not None  # checked when the spec was read
         return PythonProcessor(load_callable(spec.function), spec.concurrency)
     if spec.kind == "prebuilt-extraction":
-        from .extraction import make_extraction_processor  # issue 4
+        from .extraction import make_extraction_processor
 
-        processor: Processor = make_extraction_processor(spec)
+        processor: Processor = make_extraction_processor(spec, run_dir)
         return processor
     raise UsageError(f"[processor] kind = {spec.kind!r}: unknown")

@@ -126,7 +126,7 @@ def _run_leased(spec: JobSpec, split: str, shard: int, env: TaskEnv, retry_error
     async def main() -> RunStats:
         stop = StopSignal()
         _install_stop_handlers(stop, spec.slurm.signal_name, env, spec.slurm.signal_grace_s)
-        processor = make_processor(spec.processor)
+        processor = make_processor(spec.processor, spec.run_dir)
         await processor.start()
         try:
             return await run_items(
