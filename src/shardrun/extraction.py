@@ -30,7 +30,7 @@ from .httpretry import (
     parse_retry_after,
     retrying,
 )
-from .processor import ItemError
+from .processor import ItemError, ItemResult
 from .ratelimit import SharedRate, TokenBucket
 from .spec import ProcessorSpec
 
@@ -137,7 +137,7 @@ class ExtractionProcessor:
                                 " s", attempts=tries, code="PollTimeout")
             await asyncio.sleep(retry_after if retry_after is not None else POLL_DEFAULT_S)
 
-    async def process(self, item: dict[str, Any]) -> dict[str, Any]:
+    async def process(self, item: dict[str, Any]) -> ItemResult:
         path = item.get("path")
         if not path:
             raise ItemError("item has no path to send", attempts=0, code="NoPath")
@@ -150,11 +150,12 @@ class ExtractionProcessor:
         item_key = hashlib.sha1(str(item["id"]).encode()).hexdigest()[:16]
         location, tries = await self._analyze(body, content_type, item_key)
         result = await self._poll(location, item_key, tries)
-        return {"status": "succeeded", "model": self.spec.model,
-                "analyzeResult": result.get("analyzeResult")}
+        return ItemResult({"status": "succeeded", "model": self.spec.model,
+                           "analyzeResult": result.get("analyzeResult")}, attempts=tries)
 
 
 def make_extraction_processor(spec: ProcessorSpec, run_dir: Path | None = None,
+                              expected_tasks: int = 1,
                               transport: httpx.AsyncBaseTransport | None = None
                               ) -> ExtractionProcessor:
     api_key = os.environ.get(spec.api_key_env)
@@ -169,9 +170,9 @@ def make_extraction_processor(spec: ProcessorSpec, run_dir: Path | None = None,
 
     post_rate = poll_rate = None
     if spec.rate_limit_per_s is not None:
-        post_rate = SharedRate(spec.rate_limit_per_s, running)
+        post_rate = SharedRate(spec.rate_limit_per_s, running, expected_tasks=expected_tasks)
     poll_limit = spec.poll_rate_limit_per_s or (
         spec.rate_limit_per_s * POLL_BUDGET_FACTOR if spec.rate_limit_per_s else None)
     if poll_limit is not None:
-        poll_rate = SharedRate(poll_limit, running)
+        poll_rate = SharedRate(poll_limit, running, expected_tasks=expected_tasks)
     return ExtractionProcessor(spec, api_key, post_rate, poll_rate, transport)

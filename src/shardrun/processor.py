@@ -7,6 +7,7 @@ import importlib
 import inspect
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,12 +24,21 @@ class ItemError(Exception):
         self.code = code
 
 
+@dataclass(frozen=True)
+class ItemResult:
+    """A result with the number of tries it took (when a processor retries internally)."""
+
+    result: dict[str, Any]
+    attempts: int = 1
+
+
 class Processor(Protocol):
-    """Turns one item (a dict with "id", "path" and manifest columns) into a JSON-able dict."""
+    """Turns one item (a dict with "id", "path" and manifest columns) into a JSON-able dict
+    (or an ItemResult); raises ItemError (or anything) when the item fails."""
 
     async def start(self) -> None: ...
 
-    async def process(self, item: dict[str, Any]) -> dict[str, Any]: ...
+    async def process(self, item: dict[str, Any]) -> dict[str, Any] | ItemResult: ...
 
     async def close(self) -> None: ...
 
@@ -75,7 +85,8 @@ class PythonProcessor:
             self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-def make_processor(spec: ProcessorSpec, run_dir: Path | None = None) -> Processor:
+def make_processor(spec: ProcessorSpec, run_dir: Path | None = None,
+                   expected_tasks: int = 1) -> Processor:
     """The processor of a spec; ``run_dir`` lets a rate-limited one count running tasks."""
     if spec.kind == "python":
         assert spec.function is not None  # checked when the spec was read
@@ -83,6 +94,6 @@ def make_processor(spec: ProcessorSpec, run_dir: Path | None = None) -> Processo
     if spec.kind == "prebuilt-extraction":
         from .extraction import make_extraction_processor
 
-        processor: Processor = make_extraction_processor(spec, run_dir)
+        processor: Processor = make_extraction_processor(spec, run_dir, expected_tasks)
         return processor
     raise UsageError(f"[processor] kind = {spec.kind!r}: unknown")

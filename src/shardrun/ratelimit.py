@@ -51,13 +51,16 @@ class SharedRate:
     FLOOR = 0.05
 
     def __init__(self, limit: float, running_tasks: Callable[[], int],
-                 refresh_s: float = 5.0, clock: Clock = time.monotonic) -> None:
+                 refresh_s: float = 2.0, clock: Clock = time.monotonic,
+                 expected_tasks: int = 1) -> None:
         self.limit = limit
         self.running_tasks = running_tasks
         self.refresh_s = refresh_s
         self.clock = clock
         self.multiplier = 1.0
-        self.tasks = max(1, running_tasks())
+        # Tasks of an array start together and cannot yet see each other's leases: assume
+        # the expected number is running until the first count says otherwise.
+        self.tasks = max(1, running_tasks(), expected_tasks)
         self.counted_at = clock()
         self.last_throttle = -1e9
         self.last_raise = clock()

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .checkpoint import Checkpointer
-from .processor import ItemError, Processor
+from .processor import ItemError, ItemResult, Processor
 from .schema import STATUS_ERROR, STATUS_OK
 
 log = logging.getLogger("shardrun")
@@ -91,6 +91,9 @@ async def process_one(processor: Processor, item: dict[str, Any], prior_attempts
     status, error, result, attempts = STATUS_OK, None, None, prior_attempts + 1
     try:
         output = await processor.process(item)
+        if isinstance(output, ItemResult):
+            attempts = prior_attempts + output.attempts
+            output = output.result
         result = _json_text(output)
     except ItemError as exc:
         status, error, attempts = STATUS_ERROR, str(exc), prior_attempts + exc.attempts

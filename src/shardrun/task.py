@@ -90,15 +90,18 @@ def run_task(spec: JobSpec, split: str, shard: int, env: TaskEnv, retry_errors: 
         log.error("%s", exc)
         return TaskOutcome(EXIT_INCOMPLETE, "held", str(exc))
     try:
+        shards_in_run = sum(len(s.shards) for s in plan.splits.values())
         return _run_leased(spec, split, shard, env, retry_errors, requeue, lease,
-                           manifest.items(start, stop_at), start, stop_at)
+                           manifest.items(start, stop_at), start, stop_at,
+                           expected_tasks=min(spec.slurm.max_concurrent, shards_in_run))
     finally:
         lease.release()
 
 
 def _run_leased(spec: JobSpec, split: str, shard: int, env: TaskEnv, retry_errors: bool,
                 requeue: Callable[[TaskEnv], str] | None, lease: Lease,
-                items: list[dict[str, Any]], start: int, stop_at: int) -> TaskOutcome:
+                items: list[dict[str, Any]], start: int, stop_at: int,
+                expected_tasks: int) -> TaskOutcome:
     shard_path = lease.path.parent
     success = layout.success_path(shard_path)
     if success.exists() and not retry_errors:
@@ -126,7 +129,7 @@ def _run_leased(spec: JobSpec, split: str, shard: int, env: TaskEnv, retry_error
     async def main() -> RunStats:
         stop = StopSignal()
         _install_stop_handlers(stop, spec.slurm.signal_name, env, spec.slurm.signal_grace_s)
-        processor = make_processor(spec.processor, spec.run_dir)
+        processor = make_processor(spec.processor, spec.run_dir, expected_tasks)
         await processor.start()
         try:
             return await run_items(
