@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pyarrow.parquet as pq
 
 from shardrun import layout
@@ -9,12 +11,18 @@ from shardrun.cli import main
 from shardrun.demo import SPLITS
 
 
-def test_demo_end_to_end(tmp_path, capsys) -> None:
+def test_demo_end_to_end(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("EXTRACTION_API_KEY", "restored-after-the-test")
     root = tmp_path / "demo"
     assert main(["demo", "--dir", str(root)]) == 0
     out = capsys.readouterr().out
     assert "lost: 0" in out
     assert "restarted and resumed: 0" not in out
+    assert "429 + Retry-After" in out
+    key = os.environ["EXTRACTION_API_KEY"].encode()  # the demo's throwaway key
+    for path in root.rglob("*"):
+        if path.is_file():
+            assert key not in path.read_bytes(), path
     for split, count in SPLITS.items():
         ids = pq.read_table(layout.merged_path(root / "run", split)).column("item_id").to_pylist()
         assert len(ids) == count == len(set(ids))

@@ -86,3 +86,16 @@ def test_planner_uses_measured_throughput(make_job) -> None:
     plan = ensure_plan(spec, force=True).plan
     assert plan.data["sizing"]["throughput_source"].startswith("measured")
     assert plan.data["sizing"]["max_items_per_shard"] == 15  # 0.5 * 600 * 0.05
+
+
+def test_the_example_job_sizes_as_its_comments_say() -> None:
+    from pathlib import Path
+
+    spec = load_spec(Path(__file__).parents[1] / "jobs" / "prebuilt_extraction.toml")
+    sizing = planner.Sizing(spec.slurm.time_s, spec.planning.target_fraction,
+                            spec.processor.concurrency, spec.slurm.max_concurrent,
+                            spec.planning.est_seconds_per_item, spec.processor.rate_limit_per_s)
+    throughput = planner.per_task_throughput(sizing)
+    assert planner.max_items_per_shard(sizing.time_s, sizing.target_fraction, throughput) == 6545
+    faster = planner.Sizing(21600, 0.5, 13, 8, 6.6, 15)
+    assert planner.max_items_per_shard(21600, 0.5, planner.per_task_throughput(faster)) == 20250

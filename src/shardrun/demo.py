@@ -1,23 +1,25 @@
 """`shardrun demo`: the whole life cycle on this machine with nothing to configure.
 
-A small dataset shaped like the run that was lost (3,272/404/413 items, here 330/40/41), a
-job whose estimate is optimistic and whose wall clock is short, so the larger shards are
-signalled, checkpoint, restart and resume; then merge and a report of what happened.
+A small dataset shaped like the run that was lost (3,272/404/413 documents, here 330/40/41)
+goes through the prebuilt-extraction processor against the local API emulator. The job
+believes the service allows 40 calls/s; it allows 16, so the tasks meet 429s, honour
+Retry-After and back off, and the shards, planned for the faster rate, overrun a short wall
+clock: they are signalled, checkpoint, restart and resume. Then merge, and a report.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
+import os
+import secrets
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pyarrow.parquet as pq
 
 from . import layout
 from .backends.local import LocalBackend
 from .console import RunProgress, err, out, status_tables
+from .emulator import EmulatorConfig, EmulatorServer, start_in_thread
 from .errors import UsageError
 from .merge import merge
 from .planfile import ensure_plan, make_plan, measured_items_per_s, read_manifests
@@ -26,11 +28,13 @@ from .status import run_status
 
 SPLITS = {"train": 330, "val": 40, "test": 41}
 MARKER = ".shardrun-demo"
-LATENCY_S = 0.25  # what an item really takes; the spec guesses 0.1 s
+SERVICE_RATE = 16.0  # what the emulated service really allows
+KEY_ENV = "EXTRACTION_API_KEY"
 
 JOB_TOML = """\
-# Made by `shardrun demo`. The estimate (0.1 s/item) is optimistic on purpose: items really
-# take ~0.25 s, so shards planned for half the wall clock overrun it and must resume.
+# Made by `shardrun demo`. The job believes the service allows 40 analyze calls/s; the
+# emulator allows {service_rate:g}. Tasks learn it from 429 + Retry-After and back off, and
+# shards planned for the faster rate overrun the 20 s wall clock, so they must resume.
 name = "demo"
 run_dir = "run"
 
@@ -40,10 +44,13 @@ val = "data/val.txt"
 test = "data/test.txt"
 
 [processor]
-kind = "python"
-function = "shardrun.demo:process"
-concurrency = 2
-max_attempts = 3
+kind = "prebuilt-extraction"
+endpoint = "{endpoint}"
+api_key_env = "{key_env}"
+concurrency = 8
+rate_limit_per_s = 40
+timeout_s = 10
+max_attempts = 6
 
 [checkpoint]
 every_items = 25
@@ -58,46 +65,56 @@ max_restarts = 3
 
 [planning]
 target_fraction = 0.5
-est_seconds_per_item = 0.1
+est_seconds_per_item = 0.5
 """
 
 
-async def process(item: dict[str, Any]) -> dict[str, Any]:
-    """The demo's processor: reads the document and 'extracts' from it at ~0.25 s an item."""
-    text = Path(item["path"]).read_text()
-    jitter = int(hashlib.sha256(item["id"].encode()).hexdigest()[:4], 16) / 0xFFFF - 0.5
-    await asyncio.sleep(LATENCY_S * (1 + 0.4 * jitter))
-    return {"id": item["id"], "chars": len(text), "words": len(text.split())}
-
-
-def make_dataset(root: Path) -> None:
+def make_dataset(root: Path, endpoint: str) -> None:
     data = root / "data"
     for split, count in SPLITS.items():
         docs = data / split
         docs.mkdir(parents=True)
         lines = []
         for i in range(count):
-            name = f"{split}/doc-{i:05d}.txt"
-            (data / name).write_text(f"document {i} of {split} " * (5 + i % 7))
+            name = f"{split}/doc-{i:05d}.pdf"
+            (data / name).write_bytes(b"%PDF-1.4 " + f"document {i} of {split} ".encode()
+                                      * (5 + i % 7))
             lines.append(name)
         (data / f"{split}.txt").write_text("\n".join(lines) + "\n")
-    (root / "job.toml").write_text(JOB_TOML)
+    (root / "job.toml").write_text(JOB_TOML.format(endpoint=endpoint, key_env=KEY_ENV,
+                                                   service_rate=SERVICE_RATE))
     (root / MARKER).write_text("made by shardrun demo; safe to delete\n")
 
 
-def prepare(root: Path) -> None:
+def prepare(root: Path, endpoint: str) -> None:
     if root.exists():
         if not (root / MARKER).exists():
             raise UsageError(f"{root}: exists and was not made by `shardrun demo`; "
                              "choose another --dir")
         shutil.rmtree(root)
     root.mkdir(parents=True)
-    make_dataset(root)
+    make_dataset(root, endpoint)
 
 
 def run_demo(root: Path) -> int:
     root = root.absolute()
-    prepare(root)
+    if root.exists() and not (root / MARKER).exists():
+        raise UsageError(f"{root}: exists and was not made by `shardrun demo`; "
+                         "choose another --dir")
+    # A throwaway key, only in this process's environment (tasks inherit it): never on disk.
+    os.environ[KEY_ENV] = secrets.token_urlsafe(24)
+    server = start_in_thread(EmulatorConfig(
+        rate_per_s=SERVICE_RATE, latency_s=0.15, poll_delay_s=0.3, retry_after_s=1,
+        api_key=os.environ[KEY_ENV], seed=1))
+    try:
+        return _run(root, server)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _run(root: Path, server: EmulatorServer) -> int:
+    prepare(root, server.url)
     spec = load_spec(root / "job.toml")
     plan = ensure_plan(spec).plan
     sizing = plan.data["sizing"]
@@ -147,6 +164,11 @@ def run_demo(root: Path) -> int:
         out.print(f"  measured throughput: {calibrated['throughput_per_task']:.1f} items/s per "
                   f"task; a re-plan would use <= {calibrated['max_items_per_shard']} "
                   "items/shard")
+    service = server.state.stats()
+    out.print(f"  the service accepted {service['accepted']} analyze calls at "
+              f"{service['accept_rate_per_s']} calls/s against its limit of {SERVICE_RATE:g}/s "
+              f"(the job was told 40/s); it answered {service['throttled_posts']} with 429 + "
+              "Retry-After, and the tasks backed off")
     out.print(f"  try: shardrun status {root / 'job.toml'}")
     ok = lost == 0 and not report.failed and report.count("signal") > 0
     if not ok:
