@@ -41,7 +41,7 @@ def make_job(root: Path, endpoint: str, items: int, tasks: int) -> Path:
     (root / "train.txt").write_text("".join(f"docs/d{i:05d}.pdf\n" for i in range(items)))
     per_shard = -(-items // tasks)
     concurrency = 96
-    est = 0.5 * 3600 * concurrency / per_shard  # sizes the plan to `tasks` shards
+    est = 0.5 * 3600 * concurrency / (per_shard + 0.5)  # sizes the plan to `tasks` shards
     (root / "job.toml").write_text(f"""
 name = "bench"
 run_dir = "run"

@@ -11,6 +11,8 @@ from typing import IO, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .faults import pause_point
+
 
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -20,14 +22,20 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+TMP_MARK = ".tmp-"
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None],
+                 fault_point: str | None = None) -> None:
     """Write through ``write`` into a hidden temp file beside ``path``, then publish it."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
     try:
         with tmp.open("wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        if fault_point is not None:
+            pause_point(fault_point)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -42,10 +50,24 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     atomic_write(path, write)
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+def atomic_write_json(path: Path, obj: Any, fault_point: str | None = None) -> None:
+    data = (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+
+    def write(handle: IO[bytes]) -> None:
+        handle.write(data)
+
+    atomic_write(path, write, fault_point)
 
 
-def atomic_write_table(path: Path, table: pa.Table) -> None:
+def atomic_write_table(path: Path, table: pa.Table, fault_point: str | None = None) -> None:
     # Parts are small and short-lived: snappy costs a third of zstd per part here.
-    atomic_write(path, lambda handle: pq.write_table(table, handle, compression="snappy"))
+    atomic_write(path, lambda handle: pq.write_table(table, handle, compression="snappy"),
+                 fault_point)
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Delete temp files a killed writer left (call only while holding the folder's lease)."""
+    stale = [p for p in folder.glob(f".*{TMP_MARK}*") if p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale

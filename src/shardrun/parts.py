@@ -117,7 +117,7 @@ class PartWriter:
             raise LeaseLostError(f"{self.shard_path}: lease lost; not writing {len(rows)} rows")
         table = pa.Table.from_pylist(rows, schema=ROW_SCHEMA)
         path = self.shard_path / layout.part_name(self.next_seq)
-        atomic_write_table(path, table)
+        atomic_write_table(path, table, fault_point="part-before-rename")
         self.next_seq += 1
         self.parts_written += 1
         self.rows_written += len(rows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import resource
 import statistics
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -50,6 +51,7 @@ class RunStats:
             return round(lat[min(len(lat) - 1, int(q * len(lat)))], 4) if lat else None
 
         return {
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "items_processed": self.processed,
             "ok": self.ok,
             "error": self.error,

@@ -16,11 +16,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import layout
-from .atomic import atomic_write_json
+from .atomic import atomic_write_json, remove_stale_temps
 from .checkpoint import Checkpointer
 from .errors import UsageError
 from .lease import Holder, Lease, LeaseHeldError
-from .parts import PartWriter, ShardScan, scan_shard
+from .parts import LeaseLostError, PartWriter, ShardScan, scan_shard
 from .planfile import read_planned_manifest, require_plan
 from .processor import make_processor
 from .progress import log_progress
@@ -82,20 +82,37 @@ def run_task(spec: JobSpec, split: str, shard: int, env: TaskEnv, retry_errors: 
     manifest = read_planned_manifest(split_plan)
 
     shard_path = layout.shard_dir(spec.run_dir, split, shard)
-    shard_path.mkdir(parents=True, exist_ok=True)
     lease = Lease(shard_path, Holder(env.worker, env.job_key, env.restart_count))
     try:
+        shard_path.mkdir(parents=True, exist_ok=True)
         lease.acquire()
     except LeaseHeldError as exc:
         log.error("%s", exc)
         return TaskOutcome(EXIT_INCOMPLETE, "held", str(exc))
+    except OSError as exc:
+        message = f"{split}/{shard:05d}: cannot start in {shard_path}: {exc}"
+        log.error(message)
+        return TaskOutcome(EXIT_INCOMPLETE, "write-failed", message)
     try:
+        for stale in remove_stale_temps(shard_path):
+            log.info("removed %s, left by a writer that was killed mid-write", stale.name)
         shards_in_run = sum(len(s.shards) for s in plan.splits.values())
         return _run_leased(spec, split, shard, env, retry_errors, requeue, lease,
                            manifest.items(start, stop_at), start, stop_at,
                            expected_tasks=min(spec.slurm.max_concurrent, shards_in_run))
+    except (OSError, LeaseLostError) as exc:
+        # Disk full, read-only or vanished run directory, lease taken over: the parts already
+        # written are intact; stop here and say why rather than die with a traceback.
+        parts = len(layout.list_parts(shard_path))
+        message = (f"{split}/{shard:05d} stopped: cannot write its checkpoint: {exc}; the "
+                   f"{parts} part(s) already written are intact and a rerun resumes from them")
+        log.error(message)
+        return TaskOutcome(EXIT_INCOMPLETE, "write-failed", message)
     finally:
-        lease.release()
+        try:
+            lease.release()
+        except OSError as exc:
+            log.warning("could not release the lease: %s", exc)
 
 
 def _run_leased(spec: JobSpec, split: str, shard: int, env: TaskEnv, retry_errors: bool,
@@ -164,11 +181,12 @@ def _finish(spec: JobSpec, split: str, shard: int, env: TaskEnv, shard_path: Any
     final = scan_shard(shard_path)
     ok = int(pc.sum(pc.is_in(ids, value_set=final.ok_ids)).as_py() or 0)
     errors = len(ids) - ok
-    atomic_write_json(layout.success_path(shard_path), {
+    record = {
         "split": split, "shard": shard, "items": len(ids), "ok": ok, "error": errors,
         "parts": final.parts, "worker": env.worker, "restart_count": env.restart_count,
         "finished_at": datetime.now(UTC).isoformat(), "stats": stats.summary(),
-    })
+    }
+    atomic_write_json(layout.success_path(shard_path), record, "success-before-rename")
     message = f"{split}/{shard:05d} complete: {ok} ok, {errors} error, {final.parts} part(s)"
     log.info(message)
     return TaskOutcome(EXIT_INCOMPLETE if errors else EXIT_DONE, "complete", message, stats)
