@@ -53,3 +53,8 @@ async def unserialisable(item: dict[str, Any]) -> dict[str, Any]:
 
 async def noop(item: dict[str, Any]) -> dict[str, Any]:
     return {}
+
+
+async def payload(item: dict[str, Any]) -> dict[str, Any]:
+    size = int(os.environ.get("TEST_PAYLOAD_BYTES", "1000"))
+    return {"id": item["id"], "blob": os.urandom(size // 2).hex()}
