@@ -47,7 +47,7 @@ def write_job(root: Path, splits: dict[str, int], sections: dict[str, dict[str, 
     }
     for key, values in (sections or {}).items():
         merged.setdefault(key, {}).update(values)
-    lines = [f'name = "{name}"', 'run_dir = "run"', "", "[splits]"]
+    lines = [f"name = {_toml_value(name)}", 'run_dir = "run"', "", "[splits]"]
     lines += [f'{s} = "data/{s}.txt"' for s in splits]
     for key, values in merged.items():
         lines += ["", f"[{key}]"] + [f"{k} = {_toml_value(v)}" for k, v in values.items()]

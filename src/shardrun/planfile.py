@@ -71,7 +71,13 @@ def inputs_sha256(manifests: dict[str, Manifest]) -> str:
 
 
 def read_manifests(spec: JobSpec) -> dict[str, Manifest]:
-    return {name: read_manifest(path, name) for name, path in spec.splits.items()}
+    manifests = {}
+    for name, path in spec.splits.items():
+        try:
+            manifests[name] = read_manifest(path, name)
+        except UsageError as exc:
+            raise UsageError(f"{spec.path}: [splits] {name}: {exc}") from None
+    return manifests
 
 
 def measured_items_per_s(run_dir: Path) -> list[float]:
