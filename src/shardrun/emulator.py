@@ -44,6 +44,8 @@ class EmulatorConfig:
     malformed_rate: float = 0.0  # polls answered with broken JSON
     failed_op_rate: float = 0.0  # operations that end "failed"
     api_key: str | None = None  # required Ocp-Apim-Subscription-Key, if set
+    max_body_bytes: int = 500 * 2**20  # larger documents get 413
+    leak_key_in_errors: bool = False  # a careless service that echoes the key in errors
     key_header: str = "Ocp-Apim-Subscription-Key"
     seed: int | None = None
 
@@ -186,8 +188,13 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(config.stall_s)
         if state.chance(config.fail_rate):
             status = state.rng.choice([500, 503])
-            return self._error(status, "InternalServerError", "Transient failure.", "POST",
-                               1 if status == 503 else None)
+            detail = (f" (request had {config.key_header}: {self.headers.get(config.key_header)})"
+                      if config.leak_key_in_errors else "")
+            return self._error(status, "InternalServerError", "Transient failure." + detail,
+                               "POST", 1 if status == 503 else None)
+        if length > config.max_body_bytes:
+            return self._error(413, "InvalidContentLength", "The input image is too large.",
+                               "POST")
         if not body:
             return self._error(400, "InvalidRequest", "The request body is empty.", "POST")
         with state.lock:

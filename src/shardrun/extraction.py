@@ -35,6 +35,7 @@ from .ratelimit import SharedRate, TokenBucket
 from .spec import ProcessorSpec
 
 POLL_DEFAULT_S = 1.0
+MAX_UPLOAD_BYTES = 500 * 2**20  # the service's own limit; larger files are not even read
 POLL_BUDGET_FACTOR = 3.0  # polls may use 3x the POST budget unless configured
 
 
@@ -142,6 +143,10 @@ class ExtractionProcessor:
         if not path:
             raise ItemError("item has no path to send", attempts=0, code="NoPath")
         try:
+            size = os.stat(path).st_size
+            if size > MAX_UPLOAD_BYTES:
+                raise ItemError(f"{path} is {size} bytes, over the {MAX_UPLOAD_BYTES} byte "
+                                "upload limit", attempts=0, code="TooLarge")
             body = await asyncio.to_thread(Path(path).read_bytes)
         except OSError as exc:
             raise ItemError(f"cannot read {path}: {exc.strerror}", attempts=0,

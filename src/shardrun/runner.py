@@ -41,6 +41,7 @@ class RunStats:
     finished: float | None = None
     latencies: list[float] = field(default_factory=list)
     stop_reason: str | None = None
+    rss_start_mib: float = field(default_factory=lambda: peak_rss_mib())
     stop_wants_requeue: bool = False
 
     def summary(self) -> dict[str, Any]:
@@ -51,7 +52,8 @@ class RunStats:
             return round(lat[min(len(lat) - 1, int(q * len(lat)))], 4) if lat else None
 
         return {
-            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "rss_start_mib": round(self.rss_start_mib, 1),
+            "peak_rss_mib": round(peak_rss_mib(), 1),
             "items_processed": self.processed,
             "ok": self.ok,
             "error": self.error,
@@ -76,6 +78,10 @@ class StopSignal:
             self.reason = reason
             self.wants_requeue = requeue
             self.event.set()
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _now() -> datetime:
