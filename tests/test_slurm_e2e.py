@@ -175,3 +175,24 @@ def test_submitit_backend_completes_and_merges(make_job, monkeypatch) -> None:
     assert {r["backend"] for r in records} == {"submitit"}
     assert (spec.run_dir / "logs" / "train" / "submitit").is_dir()
     assert_merged_once(job, spec)
+
+
+def test_weird_paths_and_the_key_on_the_real_cluster(tmp_path, monkeypatch) -> None:
+    """A run directory with spaces and shell metacharacters submits and runs for real, and
+    the API key (in the submitter's environment) is in no script, log or file of the run."""
+    from conftest import write_job
+
+    key = "SLURM-SECRET-" + "9f3c2a71d4"
+    monkeypatch.setenv("EXTRACTION_API_KEY", key)
+    root = tmp_path / "we ird $(touch pwned);'x`id`&"
+    job = write_job(root, {"train": 12}, {"slurm": {"time": "5", "mem": "100M"}})
+    spec = load_spec(job)
+    assert main(["submit", str(job), "--backend", "slurm"]) == 0
+    drive(spec)
+    assert_merged_once(job, spec)
+    logs = list(layout.log_dir(spec.run_dir, "train").glob("*.log"))
+    assert logs and "complete" in logs[0].read_text()
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+    for path in root.rglob("*"):
+        if path.is_file():
+            assert key.encode() not in path.read_bytes(), path
