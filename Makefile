@@ -29,6 +29,12 @@ test: $(STAMP) lint
 	elif [ "$$CI" = true ]; then \
 	  echo "make test: CI must run the SLURM tests, which need root" >&2; exit 1; \
 	else echo "make test: not root, so no local SLURM cluster; its tests will skip" >&2; fi
+	@if ! command -v chromium >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  echo "make test: installing chromium (report rendering test)" >&2; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+	  || { apt-get update -qq >/dev/null && \
+	       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || [ "$$CI" != true ]; fi
 	@rc=0; $(BIN)/pytest -q -ra || rc=$$?; \
 	if [ "$$(id -u)" = 0 ]; then scripts/slurm-local-cluster.sh stop; fi; exit $$rc
 

@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = job_command("status", "Per split and shard: done/total, errors, state, throughput, ETA.")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--summary", action="store_true", help="splits only, no shard table")
+    p.add_argument("--watch", action="store_true",
+                   help="refresh in place (every --interval seconds) until Ctrl-C")
+    p.add_argument("--interval", type=float, default=10.0,
+                   help="seconds between refreshes with --watch (default 10, at least 2)")
 
     p = job_command("requeue", "Resubmit only unfinished shards (and with --errors, shards "
                     "whose items ended in error).")
@@ -85,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", action="append", dest="splits", help="only this split (repeatable)")
     p.add_argument("--allow-partial", action="store_true",
                    help="write even when items are missing (the manifest lists them)")
+
+    p = job_command("report", "Write a self-contained HTML report (and a PNG) of the run: "
+                    "timeline per shard, throughput against the rate limit, errors, status.")
+    p.add_argument("--out", type=Path, default=None,
+                   help="folder for report.html and report.png (default: <run_dir>/report)")
 
     p = sub.add_parser("serve-api", help="A local emulator of the extraction API (loopback).",
                        description="Serve the analyze-then-poll protocol on 127.0.0.1 with a "
@@ -208,6 +217,10 @@ def cmd_run_task(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     spec = load_spec(args.job)
     plan = require_plan(spec.run_dir)
+    if args.watch:
+        from .watch import watch_status
+
+        return watch_status(spec, plan, max(2.0, args.interval), not args.summary)
     splits, shards = run_status(spec.run_dir, plan, scheduler_states(spec))
     if args.json:
         out.print_json(json.dumps(status_json(splits, shards)))
@@ -254,6 +267,16 @@ def cmd_merge(args: argparse.Namespace) -> int:
         if report.error or report.missing_count:
             code = EXIT_INCOMPLETE
     return code
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    spec = load_spec(args.job)
+    plan = require_plan(spec.run_dir)
+    page, png = write_report(spec, plan, args.out or spec.run_dir / "report")
+    out.print(f"report: {page}\npicture: {png}")
+    return EXIT_DONE
 
 
 def cmd_serve_api(args: argparse.Namespace) -> int:
@@ -304,6 +327,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 COMMANDS = {
     "plan": cmd_plan, "submit": cmd_submit, "run-task": cmd_run_task, "status": cmd_status,
     "requeue": cmd_requeue, "merge": cmd_merge, "serve-api": cmd_serve_api, "demo": cmd_demo,
+    "report": cmd_report,
 }
 
 

@@ -103,10 +103,12 @@ class PartWriter:
     """Writes rows as numbered parts, each atomically; checks ownership before each write."""
 
     def __init__(self, shard_path: Path, next_seq: int,
-                 still_owner: Callable[[], bool] | None = None) -> None:
+                 still_owner: Callable[[], bool] | None = None,
+                 on_written: Callable[[int, int], None] | None = None) -> None:
         self.shard_path = shard_path
         self.next_seq = next_seq
         self.still_owner = still_owner
+        self.on_written = on_written
         self.parts_written = 0
         self.rows_written = 0
 
@@ -118,6 +120,8 @@ class PartWriter:
         table = pa.Table.from_pylist(rows, schema=ROW_SCHEMA)
         path = self.shard_path / layout.part_name(self.next_seq)
         atomic_write_table(path, table, fault_point="part-before-rename")
+        if self.on_written is not None:
+            self.on_written(self.next_seq, len(rows))
         self.next_seq += 1
         self.parts_written += 1
         self.rows_written += len(rows)

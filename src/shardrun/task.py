@@ -19,6 +19,7 @@ from . import layout
 from .atomic import atomic_write_json, remove_stale_temps
 from .checkpoint import Checkpointer
 from .errors import UsageError
+from .events import EventLog, events_path
 from .lease import Holder, Lease, LeaseHeldError
 from .parts import LeaseLostError, PartWriter, ShardScan, scan_shard
 from .planfile import read_planned_manifest, require_plan
@@ -130,11 +131,16 @@ def _run_leased(spec: JobSpec, split: str, shard: int, env: TaskEnv, retry_error
     todo = select_todo(ids, scan, spec.processor.max_attempts).to_pylist()
     if success.exists() and todo:
         success.unlink()  # the shard is being redone (requeue --errors)
+    events = EventLog(events_path(spec.run_dir, split, shard), worker=env.worker,
+                      restart=env.restart_count)
+    events.emit("start", todo=len(todo), planned=stop_at - start, end_time=env.end_time,
+                time_s=spec.slurm.time_s)
     log.info("%s/%05d: %d planned, %d done or out of attempts, %d to do (restart %d, worker %s)",
              split, shard, stop_at - start, stop_at - start - len(todo), len(todo),
              env.restart_count,
              env.worker)
-    writer = PartWriter(shard_path, scan.next_seq, still_owner=lease.still_held)
+    writer = PartWriter(shard_path, scan.next_seq, still_owner=lease.still_held,
+                        on_written=lambda seq, rows: events.emit("part", seq=seq, rows=rows))
     checkpointer = Checkpointer(writer, spec.checkpoint.every_items,
                                 spec.checkpoint.every_seconds, spec.processor.concurrency)
     settings = RunSettings(
@@ -164,16 +170,20 @@ def _run_leased(spec: JobSpec, split: str, shard: int, env: TaskEnv, retry_error
                    f"{total - stats.processed} item(s) left; "
                    f"{writer.parts_written} part(s) written")
         log.info(message)
+        events.emit("stop", reason=stats.stop_reason, left=total - stats.processed)
         if requeue is not None and not stats.stop_wants_requeue:
             log.info("not requeueing: stopped by %s", stats.stop_reason)
         elif requeue is not None:
             if env.restart_count < spec.slurm.max_restarts:
                 log.info(requeue(env))
+                events.emit("requeue")
             else:
                 log.error("not requeueing: restart %d reached max_restarts = %d",
                           env.restart_count, spec.slurm.max_restarts)
         return TaskOutcome(EXIT_INCOMPLETE, "stopped", message, stats)
-    return _finish(spec, split, shard, env, shard_path, ids, writer, stats)
+    outcome = _finish(spec, split, shard, env, shard_path, ids, writer, stats)
+    events.emit("complete", message=outcome.message)
+    return outcome
 
 
 def _finish(spec: JobSpec, split: str, shard: int, env: TaskEnv, shard_path: Any,

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .. import layout
+from ..events import EventLog, events_path
 from ..spec import JobSpec
 from ..submissions import append_submission, array_spec, read_submissions
 
@@ -80,6 +81,9 @@ class LocalBackend:
     def _event(self, task: LocalTask, event: str, **extra: Any) -> None:
         self.report.events.append({"time": time.time(), "event": event, "split": task.split,
                                    "shard": task.shard, "restart": task.restart, **extra})
+        if event in ("signal", "timeout-kill"):  # what the task itself cannot record
+            EventLog(events_path(self.spec.run_dir, task.split, task.shard),
+                     restart=task.restart).emit(event, **extra)
 
     def _start(self, task: LocalTask) -> None:
         log_dir = layout.log_dir(self.spec.run_dir, task.split)
