@@ -30,15 +30,28 @@ def run_job_ids(spec: JobSpec) -> list[str]:
     return [str(r["job_id"]) for r in read_submissions(spec.run_dir)]
 
 
+def all_done(spec: JobSpec) -> bool:
+    plan = ensure_plan(spec).plan
+    return all(layout.success_path(layout.shard_dir(spec.run_dir, name, k)).exists()
+               for name, split in plan.splits.items() for k in range(len(split.shards)))
+
+
 def drive(spec: JobSpec, timeout: float = 240) -> None:
     """Wait for the run's jobs to leave the queue, starting requeued ones at once (SLURM
-    otherwise holds a requeued job ~2 minutes)."""
+    otherwise holds a requeued job ~2 minutes). A job that requeues itself can be briefly
+    absent from squeue, so an empty queue counts only once it has stayed empty for 5 s
+    (or every shard is done)."""
     scheduler = Scheduler()
     deadline = time.time() + timeout
+    empty_since = None
     while time.time() < deadline:
         queued = [e for e in scheduler.squeue(run_job_ids(spec)) if e.state in QUEUED_STATES]
         if not queued:
-            return
+            empty_since = empty_since or time.time()
+            if all_done(spec) or time.time() - empty_since >= 5:
+                return
+        else:
+            empty_since = None
         for entry in queued:
             if entry.state == "PENDING" and entry.reason == "BeginTime":
                 scheduler.start_now(f"{entry.array_job_id}_{entry.task_id}")
@@ -71,8 +84,9 @@ def test_three_splits_complete_with_few_scheduler_calls(make_job, monkeypatch) -
     assert counting.calls["sbatch"] == 3  # one per array
     assert counting.calls["scontrol"] == 1  # MaxArraySize, once
     assert counting.calls["sacct"] == 0
-    # polls back off from 3 s by 1.5x up to 60 s: count how many fit in the time waited
-    polls, delay, waited = 1, POLL_START_S, 0.0
+    # polls back off from 3 s by 1.5x up to 60 s (plus one confirming poll at the end):
+    # count how many fit in the time waited
+    polls, delay, waited = 2, POLL_START_S, 0.0
     while waited < elapsed:
         waited += delay
         delay = min(POLL_MAX_S, delay * POLL_FACTOR)

@@ -140,16 +140,19 @@ class SlurmBackend:
     def wait(self, on_poll: Callable[[], None] | None = None,
              sleep: Callable[[float], None] = time.sleep) -> None:
         """Poll (one squeue per poll, backing off to 60 s) until none of the run's jobs is
-        queued or running."""
+        queued or running on two polls in a row: a task that requeues itself can be briefly
+        absent from squeue."""
         index = self.index()
         delay = POLL_START_S
+        empty_polls = 0
         while True:
             queued = [q for q in self.scheduler.squeue(index.job_ids) if q.state in QUEUED_STATES]
             if on_poll is not None:
                 on_poll()
-            if not queued:
+            empty_polls = 0 if queued else empty_polls + 1
+            if empty_polls >= 2:
                 return
-            sleep(delay)
+            sleep(POLL_START_S if empty_polls else delay)
             delay = min(POLL_MAX_S, delay * POLL_FACTOR)
 
 
