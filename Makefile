@@ -39,6 +39,7 @@ test: $(STAMP) lint
 	if [ "$$(id -u)" = 0 ]; then scripts/slurm-local-cluster.sh stop; fi; exit $$rc
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python bench/run_all.py
 
 clean:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-BENCHMARKS = ["bench_core.py", "bench_throughput.py"]
+BENCHMARKS = ["bench_core.py", "bench_throughput.py", "bench_alternatives.py"]
 
 if __name__ == "__main__":
     extra = sys.argv[1:]  # e.g. --quick
