@@ -74,6 +74,7 @@ def test_replan_refuses_changed_manifests_unless_forced(make_job, capsys) -> Non
     assert plan["splits"]["train"]["items"] == 11
     superseded = list((job.parent / "run" / "superseded").glob("*/plan.json"))
     assert len(superseded) == 1  # the old plan was kept, not deleted
+    assert not (job.parent / "run" / "events").exists()  # old shards' events went with them
 
 
 def test_planner_uses_measured_throughput(make_job) -> None:

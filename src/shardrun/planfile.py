@@ -178,7 +178,7 @@ def supersede(run_dir: Path) -> Path:
     """Move the old plan and its shards aside (nothing is deleted) before a forced re-plan."""
     target = layout.superseded_dir(run_dir) / time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     target.mkdir(parents=True, exist_ok=False)
-    for name in ("plan.json", "shards", "merged"):
+    for name in ("plan.json", "shards", "merged", "events"):
         source = run_dir / name
         if source.exists():
             source.rename(target / name)
