@@ -69,9 +69,13 @@ def test_replan_refuses_changed_manifests_unless_forced(make_job, capsys) -> Non
     manifest.write_text(manifest.read_text() + "new-item\n")
     assert main(["plan", str(job)]) == 2
     assert "changed" in capsys.readouterr().err
+    events = job.parent / "run" / "events" / "train"
+    events.mkdir(parents=True)
+    (events / "00000.jsonl").write_text('{"t": 1, "kind": "start"}\n')
     assert main(["plan", str(job), "--force"]) == 0
     plan = json.loads((job.parent / "run" / "plan.json").read_text())
     assert plan["splits"]["train"]["items"] == 11
+    assert list((job.parent / "run" / "superseded").glob("*/events/train/00000.jsonl"))
     superseded = list((job.parent / "run" / "superseded").glob("*/plan.json"))
     assert len(superseded) == 1  # the old plan was kept, not deleted
     assert not (job.parent / "run" / "events").exists()  # old shards' events went with them
