@@ -208,10 +208,15 @@ def bench_merge(rows: int, shards: int, part_rows: int, runs: int) -> list[list[
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="smaller sizes, one run each")
+    parser.add_argument("--x10", action="store_true",
+                        help="only the resume scan and merge, at 10x the sizes")
     args = parser.parse_args()
     runs = 1 if args.quick else 3
     scale = 10 if args.quick else 1
     command = "python bench/bench_core.py" + (" --quick" if args.quick else "")
+    if args.x10:
+        bench_x10(runs)
+        return
 
     header = ["case", "without checkpoints (items/s)", "with (items/s)", "cost", "target"]
     rows = bench_checkpoint(100_000 // scale, runs)
@@ -243,6 +248,23 @@ def main() -> None:
                "Medians of 3 runs, each in a fresh interpreter; ratio = pyarrow time / "
                "shardrun time. shardrun dedupes (latest ok wins) and checks every planned id "
                "shard by shard; the baseline only copies, holding everything in memory.")
+
+
+def bench_x10(runs: int) -> None:
+    command = "python bench/bench_core.py --x10"
+    header = ["case", "median time", "target at 1x"]
+    rows = bench_resume(10_000_000, 100_000, runs)
+    print_table("resume scan at 10x", header, rows)
+    record("Resume scan at 10x", command, header, rows,
+           f"Medians of {runs} runs (warm page cache): 10x the items and 10x the parts of "
+           "the 1x case; time grows linearly with the number of parts.")
+    header = ["case", "shardrun merge", "pyarrow read-all + write", "ratio", "target",
+              "peak RSS (shardrun)", "peak RSS (pyarrow)", "target"]
+    rows = bench_merge(50_000_000, 500, 1000, runs)
+    print_table("merge at 10x", header, rows)
+    record("Merge at 10x", command, header, rows,
+           f"Medians of {runs} runs in fresh interpreters. shardrun's memory follows the "
+           "largest shard (and the manifest's ids), the baseline's the whole split.")
 
 
 if __name__ == "__main__":
