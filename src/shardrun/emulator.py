@@ -256,6 +256,7 @@ class Handler(BaseHTTPRequestHandler):
 class EmulatorServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 256  # clients open many connections at once; 5 would reset them
 
     def __init__(self, config: EmulatorConfig, port: int = 0) -> None:
         self.state = EmulatorState(config)
