@@ -317,7 +317,7 @@ time = "06:00:00"
 max_concurrent = 64
 [planning]
 target_fraction = 0.5
-est_seconds_per_item = 21.6   # 0.5 x 21600 s x 4 / 21.6 = 2000 items a shard
+est_seconds_per_item = 86.4   # 0.5 x 21600 s x 4 / 86.4 = 500 items a shard
 """)
     spec = load_spec(root / "job.toml")
     start = time.perf_counter()
