@@ -56,3 +56,30 @@ def test_empty_split_plans_zero_shards_and_says_so(make_job, capsys) -> None:
     assert "empty: 0 items -> 0 shards" in out
     plan = json.loads((job.parent / "run" / "plan.json").read_text())
     assert plan["splits"]["empty"]["shards"] == []
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".csv", ".jsonl", ".parquet"])
+def test_streamed_slices_match_the_manifest(tmp_path: Path, suffix: str, monkeypatch) -> None:
+    """Merge streams the planned ids a range at a time; they must be exactly the ranges."""
+    from shardrun import manifest as manifest_module
+    from shardrun.manifest import file_sha256, planned_id_slices
+
+    ids = [f"doc-{i:03d}" for i in range(23)]
+    path = tmp_path / f"m{suffix}"
+    if suffix == ".txt":
+        path.write_text("\n".join(ids[:5]) + "\n\n" + "\n".join(ids[5:]) + "\n")
+    elif suffix == ".csv":
+        path.write_text("id,x\n" + "".join(f"{i},1\n" for i in ids))
+    elif suffix == ".jsonl":
+        path.write_text("".join(json.dumps({"id": i}) + "\n" for i in ids))
+    else:
+        pq.write_table(pa.table({"id": ids}), path)
+    monkeypatch.setattr(manifest_module, "BATCH", 4)  # many batches, ranges across them
+    bounds = [(0, 7), (7, 8), (8, 16), (16, 23)]
+    whole = read_manifest(path, "s").ids
+    slices = list(planned_id_slices(path, "s", file_sha256(path), bounds))
+    assert [s.to_pylist() for s in slices] == [whole.slice(a, b - a).to_pylist()
+                                               for a, b in bounds]
+    assert sum(len(s) for s in slices) == 23
+    with pytest.raises(UsageError, match="changed since planning"):
+        next(planned_id_slices(path, "s", "0" * 64, bounds))

@@ -7,6 +7,7 @@ A manifest is read into an Arrow table with a string ``id`` column, a string ``p
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,70 @@ def _resolve_paths(base: Path, paths: pa.ChunkedArray) -> pa.ChunkedArray:
     # Relative item paths are relative to the manifest's folder, like the spec's own paths.
     joined = pc.binary_join_element_wise(str(base), paths, "/")
     return pc.if_else(pc.starts_with(paths, "/"), paths, joined)
+
+
+BATCH = 65_536
+
+
+def _txt_id_batches(path: Path) -> Iterator[pa.Array]:
+    with path.open("r", encoding="utf-8", newline="\n") as handle:
+        batch: list[str] = []
+        for line in handle:
+            text = line.rstrip("\r\n")
+            if text.strip():
+                batch.append(text)
+            if len(batch) >= BATCH:
+                yield pa.array(batch, pa.string())
+                batch = []
+        if batch:
+            yield pa.array(batch, pa.string())
+
+
+def _id_batches(path: Path) -> Iterator[pa.Array]:
+    """The manifest's ids, in order, a batch at a time (memory stays flat)."""
+    suffix = path.suffix.lower()
+    if suffix == ".txt":
+        yield from _txt_id_batches(path)
+        return
+    if suffix == ".parquet":
+        batches: Iterator[pa.RecordBatch] = pq.ParquetFile(path).iter_batches(
+            batch_size=BATCH, columns=["id"])
+    elif suffix == ".csv":
+        batches = iter(pacsv.open_csv(path, convert_options=pacsv.ConvertOptions(
+            column_types={"id": pa.string()}, include_columns=["id"])))
+    else:
+        batches = iter(pajson.open_json(path))
+    for batch in batches:
+        yield pc.cast(batch.column(batch.schema.get_field_index("id")), pa.string())
+
+
+def planned_id_slices(path: Path, split: str, planned_sha256: str,
+                      bounds: Sequence[tuple[int, int]]) -> Iterator[pa.Array]:
+    """The ids of each [start, stop) range in turn, streaming the manifest once.
+
+    For merging large splits: unlike read_manifest, memory follows the largest range."""
+    try:
+        if file_sha256(path) != planned_sha256:
+            raise UsageError(f"{path}: manifest of split {split!r} changed since planning; "
+                             "re-plan with `shardrun plan --force`")
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read manifest of split {split!r}: {exc}") from None
+    source = _id_batches(path)
+    pending: list[pa.Array] = []
+    have = 0
+    position = 0
+    for start, stop in bounds:
+        while have < stop - position:
+            batch = next(source, None)
+            if batch is None:
+                raise UsageError(f"{path}: manifest of split {split!r} ends before row {stop}")
+            pending.append(batch)
+            have += len(batch)
+        ids = pa.chunked_array(pending, pa.string()).combine_chunks()
+        skip = start - position
+        yield ids.slice(skip, stop - start)
+        rest = ids.slice(skip + stop - start)
+        pending, have, position = ([rest] if len(rest) else []), len(rest), stop
 
 
 def read_manifest(path: Path, split: str, planned_sha256: str | None = None) -> Manifest:

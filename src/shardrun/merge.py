@@ -19,8 +19,9 @@ import pyarrow.parquet as pq
 
 from . import layout
 from .atomic import atomic_write_json, fsync_dir
+from .manifest import planned_id_slices
 from .parts import read_parts_checked
-from .planfile import Plan, SplitPlan, read_planned_manifest
+from .planfile import Plan, SplitPlan
 from .schema import ROW_SCHEMA, STATUS_OK
 
 MISSING_SHOWN = 100
@@ -81,15 +82,14 @@ def _sha256(path: Path) -> str:
 
 
 def merge_split(run_dir: Path, split: SplitPlan, allow_partial: bool = False) -> MergeReport:
-    manifest = read_planned_manifest(split)
+    planned = planned_id_slices(split.manifest, split.name, split.manifest_sha256, split.shards)
     report = MergeReport(split=split.name, planned=split.items)
     target = layout.merged_path(run_dir, split.name)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     try:
         with pq.ParquetWriter(tmp, ROW_SCHEMA, compression="zstd") as writer:
-            for shard, (start, stop) in enumerate(split.shards):
-                ids = manifest.ids.slice(start, stop - start).combine_chunks()
+            for shard, ids in enumerate(planned):
                 rows = _shard_rows(layout.shard_dir(run_dir, split.name, shard), ids, report)
                 if rows.num_rows:
                     writer.write_table(rows)
