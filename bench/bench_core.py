@@ -263,8 +263,9 @@ def bench_x10(runs: int) -> None:
     rows = bench_merge(50_000_000, 500, 1000, runs)
     print_table("merge at 10x", header, rows)
     record("Merge at 10x", command, header, rows,
-           f"Medians of {runs} runs in fresh interpreters. shardrun's memory follows the "
-           "largest shard (and the manifest's ids), the baseline's the whole split.")
+           f"Medians of {runs} runs in fresh interpreters. shardrun streams the manifest and "
+           "the parts shard by shard, so its memory follows the largest shard (489 MiB here "
+           "against 418 MiB at 1x); the baseline's follows the whole split.")
 
 
 if __name__ == "__main__":
