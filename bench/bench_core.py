@@ -229,7 +229,7 @@ def main() -> None:
                "+ concurrency items go unsaved. A part costs ~1.2 ms here (half of it the "
                "two fsyncs), ~12 us an item: the target is missed for a no-op processor "
                "(~5 us an item of pure asyncio overhead), is about met at 2 ms an item with "
-               "64 in flight (8.8 % and 11.7 % in two runs on this machine) and shrinks "
+               "64 in flight (8.6 %, 8.8 % and 11.7 % in three runs on this machine) and shrinks "
                "further as items get slower, as every real service is.")
 
     header = ["case", "median time", "target"]
@@ -264,8 +264,8 @@ def bench_x10(runs: int) -> None:
     print_table("merge at 10x", header, rows)
     record("Merge at 10x", command, header, rows,
            f"Medians of {runs} runs in fresh interpreters. shardrun streams the manifest and "
-           "the parts shard by shard, so its memory follows the largest shard (489 MiB here "
-           "against 418 MiB at 1x); the baseline's follows the whole split.")
+           "the parts shard by shard, so its memory follows the largest shard (489 MiB here; "
+           "261 MiB at 1x); the baseline's follows the whole split.")
 
 
 if __name__ == "__main__":
