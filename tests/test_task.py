@@ -238,3 +238,13 @@ def test_changed_manifest_refuses_to_run(make_job) -> None:
     manifest.write_text(manifest.read_text() + "extra\n")
     with pytest.raises(UsageError, match="changed since planning"):
         run_task(spec, "val", 0, MANUAL)
+
+
+def test_processor_value_errors_are_reported_as_themselves(make_job, monkeypatch) -> None:
+    """A ValueError raised by the processor is its own error, not a serialisation one."""
+    monkeypatch.setenv("TEST_FAIL_IDS", "val-item-00001")
+    spec = _plan(make_job({"val": 3}, {"processor": {"function": "procs:process_sync"}}))
+    run_task(spec, "val", 0, MANUAL)
+    row = next(r for r in read_rows(spec.run_dir, "val").to_pylist()
+               if r["item_id"] == "val-item-00001")
+    assert row["error"] == "ValueError: sync boom on val-item-00001"

@@ -100,15 +100,19 @@ async def process_one(processor: Processor, item: dict[str, Any], prior_attempts
     try:
         output = await processor.process(item)
         if isinstance(output, ItemResult):
-            attempts = prior_attempts + output.attempts
+            attempts = prior_attempts + max(1, output.attempts)
             output = output.result
-        result = _json_text(output)
     except ItemError as exc:
-        status, error, attempts = STATUS_ERROR, str(exc), prior_attempts + exc.attempts
-    except (TypeError, ValueError) as exc:
-        status, error = STATUS_ERROR, f"result not JSON-serialisable: {exc}"
+        # a try that never reached the service still counts, or it would be retried forever
+        status, error = STATUS_ERROR, str(exc)
+        attempts = prior_attempts + max(1, exc.attempts)
     except Exception as exc:  # the task must never die of one item
         status, error = STATUS_ERROR, f"{type(exc).__name__}: {exc}"
+    else:
+        try:
+            result = _json_text(output)
+        except (TypeError, ValueError) as exc:
+            status, error = STATUS_ERROR, f"result not JSON-serialisable: {exc}"
     return {
         "item_id": item["id"], "split": settings.split, "shard": settings.shard,
         "status": status, "attempts": attempts,
