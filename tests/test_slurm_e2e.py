@@ -44,6 +44,7 @@ def drive(spec: JobSpec, timeout: float = 240) -> None:
     scheduler = Scheduler()
     deadline = time.time() + timeout
     empty_since = None
+    held_since: dict[str, float] = {}
     while time.time() < deadline:
         queued = [e for e in scheduler.squeue(run_job_ids(spec)) if e.state in QUEUED_STATES]
         if not queued:
@@ -54,7 +55,12 @@ def drive(spec: JobSpec, timeout: float = 240) -> None:
             empty_since = None
         for entry in queued:
             if entry.state == "PENDING" and entry.reason == "BeginTime":
-                scheduler.start_now(f"{entry.array_job_id}_{entry.task_id}")
+                key = f"{entry.array_job_id}_{entry.task_id}"
+                # Starting a job within ~0.1 s of its requeue makes SLURM 22.05 kill it
+                # ("Job credential revoked"): let the requeue settle for 2 s first.
+                if time.time() - held_since.setdefault(key, time.time()) >= 2:
+                    scheduler.start_now(key)
+                    held_since.pop(key)
         time.sleep(1)
     pytest.fail(f"jobs {run_job_ids(spec)} still queued after {timeout} s")
 
