@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -21,6 +21,7 @@ from .checkpoint import Checkpointer
 from .errors import UsageError
 from .events import EventLog, events_path
 from .lease import Holder, Lease, LeaseHeldError
+from .manifest import Manifest
 from .parts import LeaseLostError, PartWriter, ShardScan, scan_shard
 from .planfile import read_planned_manifest, require_plan
 from .processor import make_processor
@@ -99,7 +100,7 @@ def run_task(spec: JobSpec, split: str, shard: int, env: TaskEnv, retry_errors: 
             log.info("removed %s, left by a writer that was killed mid-write", stale.name)
         shards_in_run = sum(len(s.shards) for s in plan.splits.values())
         return _run_leased(spec, split, shard, env, retry_errors, requeue, lease,
-                           manifest.items(start, stop_at), start, stop_at,
+                           manifest, start, stop_at,
                            expected_tasks=min(spec.slurm.max_concurrent, shards_in_run))
     except (OSError, LeaseLostError) as exc:
         # Disk full, read-only or vanished run directory, lease taken over: the parts already
@@ -118,7 +119,7 @@ def run_task(spec: JobSpec, split: str, shard: int, env: TaskEnv, retry_errors: 
 
 def _run_leased(spec: JobSpec, split: str, shard: int, env: TaskEnv, retry_errors: bool,
                 requeue: Callable[[TaskEnv], str] | None, lease: Lease,
-                items: list[dict[str, Any]], start: int, stop_at: int,
+                manifest: Manifest, start: int, stop_at: int,
                 expected_tasks: int) -> TaskOutcome:
     shard_path = lease.path.parent
     success = layout.success_path(shard_path)
@@ -127,7 +128,8 @@ def _run_leased(spec: JobSpec, split: str, shard: int, env: TaskEnv, retry_error
         log.info(message)
         return TaskOutcome(EXIT_DONE, "already-complete", message)
     scan = scan_shard(shard_path)
-    ids = pa.array([item["id"] for item in items], pa.string())
+    ids = manifest.ids.slice(start, stop_at - start).combine_chunks()
+    items = manifest.items(start, stop_at)
     todo = select_todo(ids, scan, spec.processor.max_attempts).to_pylist()
     if success.exists() and todo:
         success.unlink()  # the shard is being redone (requeue --errors)
@@ -181,23 +183,25 @@ def _run_leased(spec: JobSpec, split: str, shard: int, env: TaskEnv, retry_error
                 log.error("not requeueing: restart %d reached max_restarts = %d",
                           env.restart_count, spec.slurm.max_restarts)
         return TaskOutcome(EXIT_INCOMPLETE, "stopped", message, stats)
-    outcome = _finish(spec, split, shard, env, shard_path, ids, writer, stats)
+    outcome = _finish(split, shard, env, shard_path, ids, scan, writer, stats)
     events.emit("complete", message=outcome.message)
     return outcome
 
 
-def _finish(spec: JobSpec, split: str, shard: int, env: TaskEnv, shard_path: Any,
-            ids: pa.Array, writer: PartWriter, stats: RunStats) -> TaskOutcome:
-    final = scan_shard(shard_path)
-    ok = int(pc.sum(pc.is_in(ids, value_set=final.ok_ids)).as_py() or 0)
+def _finish(split: str, shard: int, env: TaskEnv, shard_path: Path, ids: pa.Array,
+            scan: ShardScan, writer: PartWriter, stats: RunStats) -> TaskOutcome:
+    # Counted from the scan at the start plus this run, not by reading every part again:
+    # the items this run did were not ok before it, and the lease kept other writers out.
+    ok = int(pc.sum(pc.is_in(ids, value_set=scan.ok_ids)).as_py() or 0) + stats.ok
     errors = len(ids) - ok
+    parts = scan.parts + writer.parts_written
     record = {
         "split": split, "shard": shard, "items": len(ids), "ok": ok, "error": errors,
-        "parts": final.parts, "worker": env.worker, "restart_count": env.restart_count,
+        "parts": parts, "worker": env.worker, "restart_count": env.restart_count,
         "finished_at": datetime.now(UTC).isoformat(), "stats": stats.summary(),
     }
     atomic_write_json(layout.success_path(shard_path), record, "success-before-rename")
-    message = f"{split}/{shard:05d} complete: {ok} ok, {errors} error, {final.parts} part(s)"
+    message = f"{split}/{shard:05d} complete: {ok} ok, {errors} error, {parts} part(s)"
     log.info(message)
     return TaskOutcome(EXIT_INCOMPLETE if errors else EXIT_DONE, "complete", message, stats)
 
